@@ -1,0 +1,46 @@
+"""refhub: a secure referral hub for agencies that protect victims of human trafficking."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flask import Flask
+
+    from hub.config import Settings
+
+
+def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Flask":
+    """Wire the Flask app. No side effects: no migrations, no scheduler, no prompts.
+
+    ``collaborators`` lets tests and `hub serve` inject a clock or an SMS gateway.
+    """
+    from flask import Flask
+
+    from hub.config import load_settings
+    from hub.context import HubContext
+
+    settings = settings or load_settings()
+    app = Flask(__name__, template_folder=str(settings.templates_dir), static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        # Two packets and the routing metadata, base64url-encoded, plus room for the JSON around them.
+        MAX_CONTENT_LENGTH=2 * settings.packets_max_bytes * 4 // 3 + 64 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        JSON_SORT_KEYS=False,
+    )
+    ctx = HubContext.build(settings, **collaborators)
+    app.extensions["hub"] = ctx
+    app.teardown_appcontext(ctx.teardown)
+
+    from hub.api import api_bp
+    from hub.api.errors import register_error_handlers
+    from hub.health import health_bp
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(health_bp)
+    register_error_handlers(app)
+    for hook in ctx.blueprint_hooks:
+        hook(app)
+    return app
