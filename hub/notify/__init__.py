@@ -1,0 +1,1 @@
+"""Notifications: SMS gateways, templates, reply commands, phone numbers, webhook signatures."""
