@@ -34,12 +34,22 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
     app.extensions["hub"] = ctx
     app.teardown_appcontext(ctx.teardown)
 
+    from flask_wtf.csrf import CSRFProtect
+
     from hub.api import api_bp
     from hub.api.errors import register_error_handlers
     from hub.health import health_bp
+    from hub.metrics import metrics_bp
+    from hub.notify.views import notify_bp
+    from hub.web.views import web_bp
 
-    app.register_blueprint(api_bp)
-    app.register_blueprint(health_bp)
+    csrf = CSRFProtect(app)
+    # The API takes bearer tokens or, from browsers, JSON only (which a cross-site form cannot send);
+    # Twilio's webhooks are signed; a one-tap link's token is its own single-use capability.
+    csrf.exempt(api_bp)
+    csrf.exempt(notify_bp)
+    for bp in (api_bp, health_bp, metrics_bp, notify_bp, web_bp):
+        app.register_blueprint(bp)
     register_error_handlers(app)
     for hook in ctx.blueprint_hooks:
         hook(app)

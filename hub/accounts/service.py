@@ -1,0 +1,484 @@
+"""Users, invitations, sessions, API tokens and the member-wrapped key rings of PROTOCOL.md section 1.
+
+Custody in one paragraph: the hub keeps each member's copy of the agency key ring
+wrapped under Argon2id of that member's password (holder ``user:<id>``). Signing in
+unwraps it and re-wraps it under a random 32-byte session secret that exists only
+in the browser's cookie (holder ``session:<first 32 hex of the session id hash>``;
+PROTOCOL holders are at most 64 characters). An invitation carries its own random
+secret, which wraps an ``invite:<invitation id>`` copy until the invitee chooses a
+password. So the database alone, without a password, a cookie or an invitation
+link, opens nothing.
+
+Functions take a session and a clock and leave the commit to the caller, with one
+exception: a failed sign-in commits its failure count before raising (see `login`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+import unicodedata
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from hub import packets
+from hub.accounts import passwords
+from hub.accounts.access import SYSTEM, Principal
+from hub.accounts.models import ApiToken, Invitation, User, UserSession, WrappedKeyRing
+from hub.audit.service import record as audit
+from hub.clock import Clock
+from hub.config import ROLES
+from hub.directory.models import Agency, AgencyKey
+from hub.errors import BadInput, Conflict, Invalid, NotFound, Unauthenticated
+
+__all__ = [
+    "Principal", "create_token", "revoke_token", "authenticate_token", "principal_for_user",
+    "add_user", "invite_again", "accept_invitation", "wrap_for_user", "login", "resume", "logout",
+    "reset_password_with_recovery", "recover_keyring", "purge_expired",
+]
+
+LOCKOUT_AFTER = 5
+LOCKOUT_FOR = dt.timedelta(minutes=15)
+INVITATION_LIFETIME = dt.timedelta(days=7)
+TOUCH_EVERY = dt.timedelta(minutes=1)  # last_used_at / last_seen_at are written at most this often
+TOKEN_PREFIX = "rh_"
+
+LOGIN_FAILED = ("the username or password is not right (after 5 wrong tries an account waits 15 minutes);"
+                " check them and try again")
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- wrapped key ring rows --------------------------------------------------------------------
+
+
+def _get_wrap(session: Session, agency_id: str, holder: str) -> WrappedKeyRing | None:
+    return session.scalar(sa.select(WrappedKeyRing).where(WrappedKeyRing.agency_id == agency_id,
+                                                          WrappedKeyRing.holder == holder))
+
+
+def _put_wrap(session: Session, agency_id: str, holder: str, document: dict, now: dt.datetime,
+              expires_at: dt.datetime | None = None) -> None:
+    row = _get_wrap(session, agency_id, holder)
+    if row is None:
+        session.add(WrappedKeyRing(agency_id=agency_id, holder=holder, document=document, created_at=now,
+                                   expires_at=expires_at))
+    else:
+        row.document, row.created_at, row.expires_at = document, now, expires_at
+    session.flush()
+
+
+def _drop_wraps(session: Session, holders: list[str]) -> None:
+    if holders:
+        session.execute(sa.delete(WrappedKeyRing).where(WrappedKeyRing.holder.in_(holders)))
+
+
+def _user_holder(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def _session_holder(id_hash: str) -> str:
+    return f"session:{id_hash[:32]}"
+
+
+def _check_ring(session: Session, ring: packets.KeyRing, agency_id: str) -> None:
+    """The ring must be the agency's enrolled one (its signing key is in the directory)."""
+    if ring.agency != agency_id:
+        raise BadInput(f"the key ring given is agency {ring.agency}'s, not {agency_id}'s", code="wrong_keyring")
+    kids = [k.kid for k in ring.keys]
+    known = session.scalar(sa.select(sa.func.count()).select_from(AgencyKey)
+                           .where(AgencyKey.agency_id == agency_id, AgencyKey.kid.in_(kids)))
+    if not known:
+        raise BadInput(f"the key ring given is not the one enrolled for {agency_id}", code="wrong_keyring")
+
+
+# --- principals and API tokens --------------------------------------------------------------
+
+
+def principal_for_user(session: Session, user: User) -> Principal:
+    agency = session.get(Agency, user.agency_id) if user.agency_id else None
+    return Principal(kind="user", agency_id=user.agency_id, role=user.role, user_id=user.id,
+                     province=agency.province if agency else None, agency_kind=agency.kind if agency else None,
+                     display=f"user:{user.id}")
+
+
+def create_token(session: Session, agency_id: str, name: str, clock: Clock, *, actor: str = "hub") -> str:
+    """A new API token for the agency's own system; returns it once (only its SHA-256 is stored)."""
+    agency = session.get(Agency, agency_id)
+    if agency is None:
+        raise NotFound(f"no agency {agency_id!r} in the directory; run `hub agencies sync`", code="unknown_agency")
+    name = (name or "").strip() or "agency system"
+    if len(name) > 100:
+        raise BadInput("the token's name must be at most 100 characters", code="invalid_field")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = clock.now()
+    token = ApiToken(agency_id=agency.id, name=name, token_hash=_sha256(raw), prefix=raw[:11], created_at=now)
+    session.add(token)
+    session.flush()
+    audit(session, at=now, actor=actor, action="token.created", detail={"agency": agency.id, "token_id": token.id})
+    return raw
+
+
+def revoke_token(session: Session, token_id: int, clock: Clock, *, actor: str = "hub") -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound(f"no API token with id {token_id}", code="unknown_token")
+    if token.revoked_at is None:
+        token.revoked_at = clock.now()
+        audit(session, at=token.revoked_at, actor=actor, action="token.revoked",
+              detail={"agency": token.agency_id, "token_id": token.id})
+    session.flush()
+    return token
+
+
+def authenticate_token(session: Session, raw: str, clock: Clock) -> Principal:
+    """The agency system behind a bearer token; Unauthenticated if unknown or revoked."""
+    bad = Unauthenticated("this API token is not valid or was revoked; create one with `hub tokens create --agency ID`",
+                          code="bad_token")
+    if not isinstance(raw, str) or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
+        raise bad
+    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _sha256(raw)))
+    if token is None or token.revoked_at is not None:
+        raise bad
+    agency = session.get(Agency, token.agency_id)
+    if agency is None or not agency.active:
+        raise bad
+    now = clock.now()
+    if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY:
+        token.last_used_at = now
+    return Principal(kind="token", agency_id=agency.id, role=SYSTEM, token_id=token.id, province=agency.province,
+                     agency_kind=agency.kind, display=f"token:{token.id}")
+
+
+# --- users and invitations --------------------------------------------------------------------
+
+
+def _slug(text: str) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:30]
+
+
+def _free_username(session: Session, base: str) -> str:
+    candidate, n = base, 1
+    while session.scalar(sa.select(User.id).where(User.username == candidate)) is not None:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _new_invitation(session: Session, user: User, *, now: dt.datetime, keyring: packets.KeyRing | None,
+                    lifetime: dt.timedelta) -> str:
+    id_part = secrets.token_urlsafe(16)
+    secret = secrets.token_bytes(32)
+    invitation = Invitation(user_id=user.id, token_hash=_sha256(id_part), created_at=now, expires_at=now + lifetime)
+    session.add(invitation)
+    session.flush()
+    if keyring is not None:
+        document = packets.wrap_keyring(keyring, holder=f"invite:{invitation.id}", secret=secret)
+        _put_wrap(session, user.agency_id, f"invite:{invitation.id}", document, now, invitation.expires_at)
+    return f"{id_part}.{packets.b64u_encode(secret)}"
+
+
+def add_user(session: Session, *, agency_id: str | None, role: str, name: str, username: str | None = None,
+             phone: str | None = None, lang: str = "km", clock: Clock, keyring: packets.KeyRing | None = None,
+             invitation_lifetime: dt.timedelta = INVITATION_LIFETIME, actor: str = "hub") -> tuple[User, str]:
+    """Add a user and return them with a one-time invitation token (for ``/invite/<token>``).
+
+    With ``keyring`` (the agency's unlocked key ring) the invitation also carries a copy
+    of it, so the user's password will unlock it; without, the user signs in but cannot
+    open packets until an agency admin invites them again with the key ring.
+    """
+    from hub.notify.phones import normalize_phone
+
+    if role not in ROLES:
+        raise BadInput(f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_field")
+    agency = None
+    if agency_id is None:
+        if role != "hub_admin":
+            raise BadInput("every user but a hub_admin belongs to an agency; give --agency ID", code="missing_field")
+    else:
+        agency = session.get(Agency, agency_id)
+        if agency is None:
+            raise NotFound(f"no agency {agency_id!r} in the directory; run `hub agencies sync`", code="unknown_agency")
+        if role == "coordinator" and agency.kind != "committee":
+            raise BadInput("coordinators belong to a committee agency (pp-committee, ncct, ...)", code="invalid_field")
+        if agency.kind == "committee" and role not in ("coordinator", "agency_admin"):
+            raise BadInput("a committee's users are coordinators or its agency_admin", code="invalid_field")
+    if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
+        raise BadInput("the user's name must be text of 1 to 200 characters", code="invalid_field")
+    if lang not in ("km", "en"):
+        raise BadInput("lang must be km or en", code="invalid_field")
+    if username is None:
+        base = f"{agency_id}.{_slug(name) or role}" if agency_id else (_slug(name) or "hub-admin")
+        username = _free_username(session, base[:60])
+    else:
+        username = username.strip().lower()
+        if not _USERNAME.match(username):
+            raise BadInput("a username is 3 to 64 lower-case letters, digits, dots, dashes or underscores",
+                           code="invalid_field")
+        if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+            raise Conflict(f"the username {username} is taken; choose another", code="username_taken")
+    if keyring is not None:
+        if agency is None:
+            raise BadInput("a hub_admin without an agency holds no key ring", code="invalid_field")
+        _check_ring(session, keyring, agency.id)
+    now = clock.now()
+    user = User(agency_id=agency_id, username=username, name=name.strip(), role=role,
+                phone=normalize_phone(phone) if phone else None, lang=lang, active=True, failed_logins=0,
+                created_at=now)
+    session.add(user)
+    session.flush()
+    token = _new_invitation(session, user, now=now, keyring=keyring, lifetime=invitation_lifetime)
+    audit(session, at=now, actor=actor, action="user.added",
+          detail={"user_id": user.id, "agency": agency_id, "role": role, "keyring": keyring is not None})
+    return user, token
+
+
+def invite_again(session: Session, user_id: int, *, clock: Clock, keyring: packets.KeyRing | None = None,
+                 lifetime: dt.timedelta = INVITATION_LIFETIME, actor: str = "hub") -> str:
+    """A fresh invitation (e.g. a forgotten password, reset by an agency admin with their unlocked key ring)."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}", code="unknown_user")
+    if keyring is not None:
+        _check_ring(session, keyring, user.agency_id)
+    now = clock.now()
+    for old in session.scalars(sa.select(Invitation).where(Invitation.user_id == user.id,
+                                                            Invitation.used_at.is_(None))):
+        old.expires_at = min(old.expires_at, now)
+        _drop_wraps(session, [f"invite:{old.id}"])
+    token = _new_invitation(session, user, now=now, keyring=keyring, lifetime=lifetime)
+    audit(session, at=now, actor=actor, action="user.invited", detail={"user_id": user.id})
+    return token
+
+
+def _split_token(token: str) -> tuple[str, bytes] | None:
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 200:
+        return None
+    id_part, _, secret_part = token.partition(".")
+    try:
+        secret = packets.b64u_decode(secret_part)
+    except packets.PacketError:
+        return None
+    if not id_part or len(secret) != 32:
+        return None
+    return id_part, secret
+
+
+def wrap_for_user(session: Session, user: User, ring: packets.KeyRing, password: str, *, clock: Clock,
+                  kdf_params: dict | None = None) -> None:
+    """Store (or replace) the user's copy of the key ring, wrapped under Argon2id of their password."""
+    document = packets.wrap_keyring(ring, holder=_user_holder(user.id), passphrase=password, kdf_params=kdf_params)
+    _put_wrap(session, user.agency_id, _user_holder(user.id), document, clock.now())
+
+
+def accept_invitation(session: Session, token: str, password: str, clock: Clock, *,
+                      kdf_params: dict | None = None) -> User:
+    """Set the invited user's password; their invitation's key ring copy becomes their own."""
+    invalid = NotFound("this invitation link is not valid; ask your agency admin for a new one",
+                       code="invalid_invitation")
+    parts = _split_token(token)
+    if parts is None:
+        raise invalid
+    id_part, secret = parts
+    invitation = session.scalar(sa.select(Invitation).where(Invitation.token_hash == _sha256(id_part)))
+    if invitation is None:
+        raise invalid
+    now = clock.now()
+    if invitation.used_at is not None:
+        raise Conflict("this invitation was already used; sign in, or ask your agency admin for a new one",
+                       code="invitation_used")
+    if invitation.expires_at <= now:
+        raise Conflict("this invitation has expired; ask your agency admin for a new one", code="invitation_expired")
+    passwords.check_strength(password)
+    user = session.get(User, invitation.user_id)
+    if user is None or not user.active:
+        raise invalid
+    ring = None
+    wrap = _get_wrap(session, user.agency_id, f"invite:{invitation.id}") if user.agency_id else None
+    if wrap is not None:
+        try:
+            ring = packets.unwrap_keyring(wrap.document, holder=f"invite:{invitation.id}", secret=secret)
+        except packets.KeyRingError:
+            raise invalid from None
+    user.password_hash = passwords.hash_password(password, params=kdf_params)
+    user.failed_logins, user.locked_until = 0, None
+    if ring is not None:
+        wrap_for_user(session, user, ring, password, clock=clock, kdf_params=kdf_params)
+        session.delete(wrap)
+    invitation.used_at = now
+    audit(session, at=now, actor=f"user:{user.id}", action="invitation.accepted",
+          detail={"user_id": user.id, "keyring": ring is not None})
+    session.flush()
+    return user
+
+
+# --- signing in ---------------------------------------------------------------------------------
+
+
+def _fail_login(session: Session, user: User | None, now: dt.datetime) -> Unauthenticated:
+    if user is not None:
+        user.failed_logins = (user.failed_logins or 0) + 1
+        if user.failed_logins >= LOCKOUT_AFTER:
+            user.locked_until = now + LOCKOUT_FOR
+            user.failed_logins = 0
+    audit(session, at=now, actor="hub", action="login.failed",
+          detail={"user_id": user.id} if user is not None else {})
+    # The caller rolls back on the error we raise; the count must survive it, or the lock-out never comes.
+    session.commit()
+    return Unauthenticated(LOGIN_FAILED, code="login_failed")
+
+
+def login(session: Session, username: str, password: str, *, clock: Clock,
+          lifetime: dt.timedelta) -> tuple[str, Principal, packets.KeyRing | None]:
+    """Check the password and open a session; return (cookie value, principal, key ring or None).
+
+    An unknown user, a wrong password and a locked account give the same error. After
+    ``LOCKOUT_AFTER`` wrong passwords the account waits ``LOCKOUT_FOR``. A failed attempt
+    is committed before Unauthenticated is raised, so the count survives the caller's
+    rollback: call this at the start of a unit of work.
+    """
+    now = clock.now()
+    user = None
+    if isinstance(username, str) and 0 < len(username) <= 64:
+        user = session.scalar(sa.select(User).where(User.username == username.strip().lower()))
+    if user is None or not user.active or not user.password_hash:
+        passwords.dummy_verify(password)
+        raise _fail_login(session, user if user is not None and user.active else None, now)
+    if user.locked_until is not None and user.locked_until > now:
+        passwords.dummy_verify(password)
+        audit(session, at=now, actor="hub", action="login.failed", detail={"user_id": user.id, "locked": True})
+        session.commit()
+        raise Unauthenticated(LOGIN_FAILED, code="login_failed")
+    if not passwords.verify_password(password, user.password_hash):
+        raise _fail_login(session, user, now)
+    agency = session.get(Agency, user.agency_id) if user.agency_id else None
+    if agency is not None and not agency.active:
+        raise _fail_login(session, None, now)
+    user.failed_logins, user.locked_until = 0, None
+
+    ring = None
+    own = _get_wrap(session, user.agency_id, _user_holder(user.id)) if user.agency_id else None
+    if own is not None:
+        try:
+            ring = packets.unwrap_keyring(own.document, holder=_user_holder(user.id), passphrase=password)
+        except packets.KeyRingError:
+            ring = None  # a stale copy (password changed elsewhere): signed in, but packets stay closed
+    session_id = secrets.token_urlsafe(32)
+    session_secret = secrets.token_bytes(32)
+    id_hash = _sha256(session_id)
+    expires = now + lifetime
+    session.add(UserSession(id_hash=id_hash, user_id=user.id, created_at=now, last_seen_at=now, expires_at=expires))
+    if ring is not None:
+        document = packets.wrap_keyring(ring, holder=_session_holder(id_hash), secret=session_secret)
+        _put_wrap(session, user.agency_id, _session_holder(id_hash), document, now, expires)
+    audit(session, at=now, actor=f"user:{user.id}", action="login", detail={"keyring": ring is not None})
+    session.flush()
+    return f"{session_id}.{packets.b64u_encode(session_secret)}", principal_for_user(session, user), ring
+
+
+def resume(session: Session, cookie_value: str, *, clock: Clock) -> tuple[Principal, packets.KeyRing | None]:
+    """The signed-in user behind a session cookie, and the key ring its secret unwraps."""
+    ended = Unauthenticated("your session has ended; sign in again", code="session_expired")
+    parts = _split_token(cookie_value)
+    if parts is None:
+        raise ended
+    session_id, secret = parts
+    id_hash = _sha256(session_id)
+    row = session.get(UserSession, id_hash)
+    now = clock.now()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise ended
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        raise ended
+    ring = None
+    wrap = _get_wrap(session, user.agency_id, _session_holder(id_hash)) if user.agency_id else None
+    if wrap is not None:
+        try:
+            ring = packets.unwrap_keyring(wrap.document, holder=_session_holder(id_hash), secret=secret)
+        except packets.KeyRingError:
+            raise ended from None  # the cookie's secret was altered
+    if now - row.last_seen_at >= TOUCH_EVERY:
+        row.last_seen_at = now
+    return principal_for_user(session, user), ring
+
+
+def logout(session: Session, cookie_value: str, *, clock: Clock | None = None) -> None:
+    """End the session: its row and its key ring copy are deleted."""
+    parts = _split_token(cookie_value)
+    if parts is None:
+        return
+    id_hash = _sha256(parts[0])
+    row = session.get(UserSession, id_hash)
+    if row is None:
+        return
+    _drop_wraps(session, [_session_holder(id_hash)])
+    if clock is not None:
+        audit(session, at=clock.now(), actor=f"user:{row.user_id}", action="logout", detail={})
+    session.delete(row)
+    session.flush()
+
+
+def _end_sessions(session: Session, user_id: int) -> None:
+    rows = list(session.scalars(sa.select(UserSession).where(UserSession.user_id == user_id)))
+    _drop_wraps(session, [_session_holder(r.id_hash) for r in rows])
+    for r in rows:
+        session.delete(r)
+    session.flush()
+
+
+# --- recovery ------------------------------------------------------------------------------------
+
+
+def recover_keyring(session: Session, agency_id: str, recovery_code: str) -> packets.KeyRing:
+    """Open the agency's recovery copy with the code printed at enrolment."""
+    from hub.directory.service import RECOVERY_HOLDER, canonical_recovery_code
+
+    code = canonical_recovery_code(recovery_code)
+    wrap = _get_wrap(session, agency_id, RECOVERY_HOLDER)
+    if wrap is None:
+        raise NotFound(f"agency {agency_id} has no recovery copy; is it enrolled (`hub agencies enroll {agency_id}`)?",
+                       code="not_enrolled")
+    try:
+        return packets.unwrap_keyring(wrap.document, holder=RECOVERY_HOLDER, passphrase=code, agency=agency_id)
+    except packets.WrongPassphrase:
+        raise Invalid(f"this recovery code does not open {agency_id}'s key ring; use the code printed when "
+                      f"{agency_id} was enrolled", code="wrong_recovery_code") from None
+
+
+def reset_password_with_recovery(session: Session, user_id: int, recovery_code: str, new_password: str,
+                                 clock: Clock, *, kdf_params: dict | None = None, actor: str = "hub") -> User:
+    """Set a new password from the agency's recovery code: a new key ring copy, every session ended."""
+    user = session.get(User, user_id)
+    if user is None or user.agency_id is None:
+        raise NotFound(f"no agency user with id {user_id}", code="unknown_user")
+    passwords.check_strength(new_password)
+    ring = recover_keyring(session, user.agency_id, recovery_code)
+    now = clock.now()
+    user.password_hash = passwords.hash_password(new_password, params=kdf_params)
+    user.failed_logins, user.locked_until = 0, None
+    wrap_for_user(session, user, ring, new_password, clock=clock, kdf_params=kdf_params)
+    _end_sessions(session, user.id)
+    audit(session, at=now, actor=actor, action="password.reset", detail={"user_id": user.id, "via": "recovery"})
+    session.flush()
+    return user
+
+
+def purge_expired(session: Session, clock: Clock) -> int:
+    """Delete ended sessions and expired invitation copies (and their key ring wraps)."""
+    now = clock.now()
+    rows = list(session.scalars(sa.select(UserSession).where(
+        sa.or_(UserSession.expires_at <= now, UserSession.revoked_at.is_not(None)))))
+    _drop_wraps(session, [_session_holder(r.id_hash) for r in rows])
+    for r in rows:
+        session.delete(r)
+    result = session.execute(sa.delete(WrappedKeyRing).where(WrappedKeyRing.expires_at.is_not(None),
+                                                            WrappedKeyRing.expires_at <= now))
+    session.flush()
+    return len(rows) + (result.rowcount or 0)

@@ -1,0 +1,9 @@
+"""/api/v1: JSON for agency systems (bearer tokens) and browsers (session cookie)."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+from hub.api import agencies, openapi, referrals  # noqa: E402,F401  (routes register on import)
+from hub.escalation import views as _escalation_views  # noqa: E402,F401

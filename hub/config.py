@@ -1,0 +1,316 @@
+"""Settings: config.toml, then HUB_* environment, validated once at start-up.
+
+No module reads configuration at import time; `load_settings()` is called by
+the faces (create_app, the `hub` command) and the result passed down.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import secrets
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from hub.errors import ConfigError
+
+_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<days>\d+)D)?(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+
+TARGETS = (
+    "recipient.duty",
+    "recipient.all",
+    "sender.officer",
+    "sender.all",
+    "coordinator.province",
+    "coordinator.national",
+)
+GATEWAYS = ("console", "twilio")
+ROLES = ("officer", "caseworker", "agency_admin", "coordinator", "hub_admin")
+
+
+def parse_duration(text: Any, *, where: str = "duration") -> dt.timedelta:
+    """ISO-8601 duration of days, hours, minutes, seconds (e.g. PT30M, P1D, PT1H30M)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{where}: expected an ISO-8601 duration string such as \"PT30M\", got {text!r}")
+    m = _DURATION.match(text.strip().upper())
+    if not m:
+        raise ConfigError(
+            f"{where}: {text!r} is not an ISO-8601 duration; write it like \"PT30M\", \"PT2H\" or \"P1D\""
+        )
+    parts = {k: float(v) for k, v in m.groupdict().items() if v}
+    return dt.timedelta(**parts)
+
+
+def format_duration(value: dt.timedelta) -> str:
+    total = int(value.total_seconds())
+    if total == 0:
+        return "PT0M"
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    out = "P" + (f"{days}D" if days else "")
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{seconds}S" if seconds else "")
+    return out + ("T" + time if time else "")
+
+
+@dataclass(frozen=True)
+class Step:
+    after: dt.timedelta
+    notify: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    ack_within: dt.timedelta
+    decide_within: dt.timedelta
+    arrive_within: dt.timedelta
+    repeat_every: dt.timedelta
+    ladder: tuple[Step, ...]
+
+    def to_json(self) -> dict:
+        """The frozen form stored with each referral."""
+        return {
+            "name": self.name,
+            "ack_within": format_duration(self.ack_within),
+            "decide_within": format_duration(self.decide_within),
+            "arrive_within": format_duration(self.arrive_within),
+            "repeat_every": format_duration(self.repeat_every),
+            "ladder": [{"after": format_duration(s.after), "notify": s.notify} for s in self.ladder],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Policy":
+        return _policy(data.get("name", "frozen"), data)
+
+
+DEFAULT_POLICIES: dict[str, dict] = {
+    "urgent": {
+        "ack_within": "PT30M",
+        "decide_within": "PT2H",
+        "arrive_within": "PT24H",
+        "repeat_every": "PT1H",
+        "ladder": [
+            {"after": "PT0M", "notify": "recipient.duty"},
+            {"after": "PT30M", "notify": "recipient.all"},
+            {"after": "PT1H", "notify": "coordinator.province"},
+            {"after": "PT2H", "notify": "coordinator.national"},
+        ],
+    },
+    "normal": {
+        "ack_within": "PT4H",
+        "decide_within": "P1D",
+        "arrive_within": "P2D",
+        "repeat_every": "PT4H",
+        "ladder": [
+            {"after": "PT0M", "notify": "recipient.duty"},
+            {"after": "PT4H", "notify": "recipient.all"},
+            {"after": "PT8H", "notify": "coordinator.province"},
+            {"after": "P1D", "notify": "coordinator.national"},
+        ],
+    },
+}
+
+
+def _policy(name: str, raw: Mapping[str, Any]) -> Policy:
+    where = f"escalation.policies.{name}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    ladder_raw = raw.get("ladder")
+    if not isinstance(ladder_raw, list) or not ladder_raw:
+        raise ConfigError(f"{where}.ladder must be a non-empty list of {{after, notify}} steps")
+    steps = []
+    for i, item in enumerate(ladder_raw):
+        if not isinstance(item, Mapping) or set(item) != {"after", "notify"}:
+            raise ConfigError(f"{where}.ladder[{i}] must have exactly the keys 'after' and 'notify'")
+        if item["notify"] not in TARGETS:
+            raise ConfigError(f"{where}.ladder[{i}].notify: {item['notify']!r} is not one of {', '.join(TARGETS)}")
+        steps.append(Step(parse_duration(item["after"], where=f"{where}.ladder[{i}].after"), item["notify"]))
+    if any(b.after < a.after for a, b in zip(steps, steps[1:])):
+        raise ConfigError(f"{where}.ladder: steps must be in order of 'after'")
+    durations = {}
+    for key in ("ack_within", "decide_within", "arrive_within", "repeat_every"):
+        if key not in raw:
+            raise ConfigError(f"{where}.{key} is missing")
+        durations[key] = parse_duration(raw[key], where=f"{where}.{key}")
+        if durations[key] <= dt.timedelta(0):
+            raise ConfigError(f"{where}.{key} must be longer than zero")
+    return Policy(name=name, ladder=tuple(steps), **durations)
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    gateway: str = "console"
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    status_callbacks: bool = True
+    account_sid: str | None = None
+    auth_tokens: tuple[str, ...] = ()
+    api_base: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path
+    mode: str
+    public_base_url: str
+    instance_dir: Path
+    database_url: str
+    secret_key: str
+    secret_generated: bool
+    sms: SmsSettings
+    tick: dt.timedelta
+    alert_after: dt.timedelta
+    policies: Mapping[str, Policy]
+    packets_max_bytes: int
+    checkpoint_every: dt.timedelta
+    session_lifetime: dt.timedelta
+    login_rate_limit: str
+    require_totp_roles: tuple[str, ...]
+    agencies_dir: Path
+    keys_dir: Path
+    templates_dir: Path
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever driver the URL names."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read config.toml, apply HUB_* overrides, validate everything once."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get("HUB_CONFIG", "config.toml")).resolve()
+    if not config_path.exists():
+        raise ConfigError(f"config file {config_path} not found; pass --config PATH or run from the project folder")
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML ({exc})") from None
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})[name] = value
+    base = config_path.parent
+
+    hub = _section(data, "hub")
+    mode = env.get("HUB_MODE", hub.get("mode", "demo"))
+    if mode not in ("demo", "production"):
+        raise ConfigError(f"hub.mode must be \"demo\" or \"production\", not {mode!r}")
+    instance_dir = (base / hub.get("instance_dir", "instance")).resolve()
+    public_base_url = env.get("HUB_PUBLIC_BASE_URL", hub.get("public_base_url", "http://127.0.0.1:5000")).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", public_base_url):
+        raise ConfigError(f"hub.public_base_url {public_base_url!r} must be an absolute http(s) URL")
+    if mode == "production" and not public_base_url.startswith("https://"):
+        raise ConfigError("hub.public_base_url must use https:// in production mode")
+
+    database = _section(data, "database")
+    default_db = f"sqlite:///{instance_dir / 'refhub.sqlite3'}"
+    database_url = normalize_database_url(env.get("HUB_DATABASE_URL", database.get("url") or default_db))
+
+    secret_key = env.get("HUB_SECRET_KEY", "")
+    generated = False
+    if not secret_key:
+        if mode == "production":
+            raise ConfigError("HUB_SECRET_KEY is not set; production mode needs a long random secret in the environment")
+        secret_key, generated = _demo_secret(instance_dir), True
+    elif len(secret_key) < 32:
+        raise ConfigError("HUB_SECRET_KEY is too short; use at least 32 random characters")
+
+    sms_raw = _section(data, "sms")
+    gateway = sms_raw.get("gateway", "console")
+    if gateway not in GATEWAYS:
+        raise ConfigError(f"sms.gateway {gateway!r} is unknown; use one of {', '.join(GATEWAYS)}")
+    tokens = tuple(t.strip() for t in env.get("TWILIO_AUTH_TOKEN", "").split(",") if t.strip())
+    sms = SmsSettings(
+        gateway=gateway,
+        from_number=sms_raw.get("from_number") or None,
+        messaging_service_sid=sms_raw.get("messaging_service_sid") or None,
+        status_callbacks=bool(sms_raw.get("status_callbacks", True)),
+        account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+        auth_tokens=tokens,
+        api_base=env.get("HUB_TWILIO_API_BASE") or None,
+    )
+    if gateway == "twilio":
+        if not sms.account_sid or not sms.auth_tokens:
+            raise ConfigError("sms.gateway is \"twilio\" but TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN is not set in the environment")
+        if bool(sms.from_number) == bool(sms.messaging_service_sid):
+            raise ConfigError("sms: set exactly one of from_number or messaging_service_sid for the twilio gateway")
+
+    esc = _section(data, "escalation")
+    policies_raw = dict(DEFAULT_POLICIES)
+    policies_raw.update(esc.get("policies", {}) or {})
+    policies = {name: _policy(name, raw) for name, raw in policies_raw.items()}
+    for required in ("urgent", "normal"):
+        if required not in policies:
+            raise ConfigError(f"escalation.policies.{required} is required")
+
+    packets = _section(data, "packets")
+    max_bytes = packets.get("max_bytes", 20 * 1024 * 1024)
+    if not isinstance(max_bytes, int) or max_bytes < 4096:
+        raise ConfigError("packets.max_bytes must be an integer of at least 4096")
+
+    audit = _section(data, "audit")
+    security = _section(data, "security")
+    totp_roles = tuple(security.get("require_totp_roles", ["hub_admin", "coordinator"]))
+    for role in totp_roles:
+        if role not in ROLES:
+            raise ConfigError(f"security.require_totp_roles: {role!r} is not a role ({', '.join(ROLES)})")
+
+    paths = _section(data, "paths")
+    return Settings(
+        config_path=config_path,
+        mode=mode,
+        public_base_url=public_base_url,
+        instance_dir=instance_dir,
+        database_url=database_url,
+        secret_key=secret_key,
+        secret_generated=generated,
+        sms=sms,
+        tick=parse_duration(esc.get("tick", "PT5S"), where="escalation.tick"),
+        alert_after=parse_duration(esc.get("alert_after", "PT5M"), where="escalation.alert_after"),
+        policies=policies,
+        packets_max_bytes=max_bytes,
+        checkpoint_every=parse_duration(audit.get("checkpoint_every", "PT10M"), where="audit.checkpoint_every"),
+        session_lifetime=parse_duration(security.get("session_lifetime", "PT12H"), where="security.session_lifetime"),
+        login_rate_limit=str(security.get("login_rate_limit", "10 per 15 minutes")),
+        require_totp_roles=totp_roles,
+        agencies_dir=(base / paths.get("agencies", "agencies")).resolve(),
+        keys_dir=(base / paths.get("keys", "keys")).resolve(),
+        templates_dir=(base / paths.get("templates", "templates")).resolve(),
+        extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths"}},
+    )
+
+
+def _demo_secret(instance_dir: Path) -> str:
+    """The demo keeps a generated secret in instance/ so restarts keep sessions."""
+    path = instance_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    print(f"demo mode: generated a secret key in {path} (set HUB_SECRET_KEY in production)", file=sys.stderr)
+    return secret

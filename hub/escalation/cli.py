@@ -1,0 +1,116 @@
+"""`hub escalate` and `hub scheduler`, and the in-process scheduler of `hub serve`.
+
+    hub escalate --once [--now 2026-11-22T10:30:00Z]   one sweep, as if at --now; one line of JSON
+    hub scheduler                                      sweep + drain every escalation.tick until SIGTERM
+
+Any number of `hub scheduler` processes may run at once (ARCHITECTURE.md,
+"State lives in tables").
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+
+import click
+
+log = logging.getLogger("hub.scheduler")
+
+
+def _context(config_path: str | None, clock=None):
+    from hub.config import load_settings
+    from hub.context import HubContext
+    from hub.errors import ConfigError
+    from hub.notify.gateways import make_gateway
+
+    if config_path is None:  # `hub --config X escalate`: the group may have put it in the context
+        obj = click.get_current_context().find_root().obj
+        if isinstance(obj, dict):
+            config_path = obj.get("config") or obj.get("config_path")
+        elif obj is not None:
+            config_path = getattr(obj, "config", None) or getattr(obj, "config_path", None)
+    try:
+        settings = load_settings(config_path)
+        gateway = make_gateway(dataclasses.asdict(settings.sms))
+    except ConfigError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)
+    return HubContext.build(settings, gateway=gateway, clock=clock)
+
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="HUB_CONFIG",
+                       help="config.toml to use (default ./config.toml).")
+
+
+@click.command("escalate")
+@click.option("--once", is_flag=True, required=True, help="Run one sweep and exit (the only mode).")
+@click.option("--now", "now_text", metavar="ISO",
+              help="Sweep as if at this moment, e.g. 2026-11-22T10:30:00Z (default: the system clock).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=500, show_default=True,
+              help="Referrals claimed per transaction.")
+@_CONFIG
+def escalate_command(once: bool, now_text: str | None, limit: int, config_path: str | None) -> None:
+    """Run one escalation sweep and print its report as one line of JSON."""
+    from hub.clock import FixedClock, parse_rfc3339, rfc3339
+    from hub.escalation.service import sweep
+
+    clock = None
+    if now_text is not None:
+        try:
+            clock = FixedClock(parse_rfc3339(now_text))
+        except ValueError:
+            click.echo(f"error: --now {now_text!r} is not an ISO-8601 time with a zone; "
+                       "write it like 2026-11-22T10:30:00Z", err=True)
+            sys.exit(2)
+    ctx = _context(config_path, clock)
+    try:
+        now = ctx.clock.now()
+        report = sweep(ctx.sessions, now, settings=ctx.settings, limit=limit)
+    except Exception as exc:
+        click.echo(f"error: the sweep failed ({type(exc).__name__}); check the database and the log", err=True)
+        sys.exit(1)
+    finally:
+        ctx.engine.dispose()
+    click.echo(json.dumps({"now": rfc3339(now), **report.to_json()}, sort_keys=True))
+    if report.errors:
+        sys.exit(1)
+
+
+@click.command("scheduler")
+@_CONFIG
+def scheduler_command(config_path: str | None) -> None:
+    """Run the escalation sweep and the outbox drain every escalation.tick until SIGTERM or Ctrl-C."""
+    from hub.scheduler import build_scheduler
+
+    ctx = _context(config_path)
+    scheduler = build_scheduler(ctx, blocking=True)
+
+    def _stop(signum, _frame):
+        log.info("scheduler stopping on signal %d", signum)
+        # shutdown() waits for a running sweep or drain to finish its transaction.
+        threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"hub scheduler: sweep and drain every {ctx.settings.tick.total_seconds():g} s "
+               f"(SIGTERM or Ctrl-C to stop)", err=True)
+    try:
+        scheduler.start()
+    finally:
+        ctx.engine.dispose()
+    click.echo("hub scheduler: stopped", err=True)
+
+
+def start_embedded_scheduler(app_or_ctx):
+    """One in-process scheduler for `hub serve` (never for gunicorn workers); returns it, started.
+
+    Takes the Flask app (``app.extensions["hub"]``) or a HubContext. The caller
+    shuts it down (``scheduler.shutdown()``) when the server stops.
+    """
+    from hub.scheduler import start_background
+
+    ctx = app_or_ctx.extensions["hub"] if hasattr(app_or_ctx, "extensions") else app_or_ctx
+    return start_background(ctx)

@@ -1,0 +1,55 @@
+"""GET /metrics: Prometheus text, computed from the tables at scrape time.
+
+Figures come from the database, not from one process's memory, so every web
+process answers the same numbers however many schedulers run. Labels carry
+states and agency kinds only, never ids of people.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
+
+from hub.context import current
+
+metrics_bp = Blueprint("metrics", __name__)
+
+
+class TableCollector:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def collect(self):
+        from hub.notify.models import Alert, OutboxMessage
+        from hub.referrals.models import OPEN_STATES, Referral
+
+        now = self.ctx.clock.now()
+        with self.ctx.sessions() as s:
+            by_state = GaugeMetricFamily("refhub_referrals", "Referrals by state", labels=["state"])
+            for state, n in s.execute(sa.select(Referral.status, sa.func.count()).group_by(Referral.status)):
+                by_state.add_metric([state], n)
+            yield by_state
+            overdue = s.scalar(sa.select(sa.func.count()).select_from(Referral).where(
+                Referral.status.in_(OPEN_STATES), Referral.deadline_at.is_not(None), Referral.deadline_at < now))
+            yield GaugeMetricFamily("refhub_referrals_overdue", "Open referrals past their clock's deadline",
+                                    value=overdue or 0)
+            sms = GaugeMetricFamily("refhub_sms", "Outbox messages by status", labels=["status"])
+            for status, n in s.execute(sa.select(OutboxMessage.status, sa.func.count()).group_by(OutboxMessage.status)):
+                sms.add_metric([status], n)
+            yield sms
+            oldest = s.scalar(sa.select(sa.func.min(OutboxMessage.created_at)).where(
+                OutboxMessage.status.in_(("queued", "sending"))))
+            if oldest is not None and oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=now.tzinfo)
+            yield GaugeMetricFamily("refhub_outbox_oldest_age_seconds", "Age of the oldest unsent message",
+                                    value=(now - oldest).total_seconds() if oldest else 0.0)
+            alerts = s.scalar(sa.select(sa.func.count()).select_from(Alert).where(Alert.resolved_at.is_(None)))
+            yield GaugeMetricFamily("refhub_alerts_open", "Coordinator alerts not yet resolved", value=alerts or 0)
+
+
+@metrics_bp.get("/metrics")
+def metrics():
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TableCollector(current()))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,364 @@
+"""The referral lifecycle (PROTOCOL.md section 3) and the hub's checks on submission (section 2).
+
+Every operation takes a session, the acting principal and ``now``; it raises a
+HubError or returns the referral. Faces commit; nothing here does.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from hub import packets
+from hub.accounts import access
+from hub.audit.service import record as audit
+from hub.config import Policy, Settings
+from hub.directory.models import Agency
+from hub.directory.service import public_bundle
+from hub.errors import BadInput, Conflict, Invalid, NotFound
+from hub.escalation.service import CLOCK_FOR_STATE, start_clock
+from hub.referrals.models import FINAL_STATES, IdempotencyRecord, Referral, ReferralEvent, ReferralPacket
+
+NEEDS = ("shelter", "medical", "psychosocial", "legal", "repatriation", "family_tracing", "interpreter")
+URGENCIES = ("urgent", "normal")
+OUTCOMES = ("reintegrated", "repatriated", "transferred", "left_care", "other")
+# ISO 3166-2:KH: the 25 provinces and Phnom Penh.
+PROVINCES = tuple(f"KH-{n}" for n in range(1, 26))
+CODE_ALPHABET = "23456789CDFGHJKMNPQRTVWXY"
+REASON_MAX = 500
+
+
+@dataclass(frozen=True)
+class Transition:
+    name: str
+    sources: tuple[str, ...]
+    target: str
+    side: str  # "recipient" or "sender"
+    needs: str | None = None  # "reason" or "outcome"
+
+
+TRANSITIONS: dict[str, Transition] = {
+    t.name: t
+    for t in (
+        Transition("acknowledge", ("sent",), "acknowledged", "recipient"),
+        Transition("accept", ("sent", "acknowledged"), "accepted", "recipient"),
+        Transition("decline", ("sent", "acknowledged"), "declined", "recipient", "reason"),
+        Transition("start_care", ("accepted",), "in_care", "recipient"),
+        Transition("close", ("in_care",), "closed", "recipient", "outcome"),
+        Transition("fail", ("accepted",), "failed", "recipient", "reason"),
+        Transition("withdraw", ("sent", "acknowledged", "accepted"), "withdrawn", "sender", "reason"),
+    )
+}
+
+
+class Notifier(Protocol):
+    """What the lifecycle tells the notification layer; the outbox writes in the same transaction."""
+
+    def referral_changed(self, session: Session, referral: Referral, old: str | None, now: dt.datetime,
+                         actor: access.Principal | None) -> None: ...
+
+
+class NullNotifier:
+    def referral_changed(self, session, referral, old, now, actor) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Submission:
+    to: str
+    urgency: str
+    child: bool
+    needs: tuple[str, ...]
+    province: str
+    packets: tuple[bytes, ...]
+    previous_id: str | None = None
+
+
+_SUBMISSION_FIELDS = {"to", "urgency", "child", "needs", "province", "packets", "previous_id"}
+
+
+def parse_submission(data: Any) -> Submission:
+    """Validate the JSON of POST /api/v1/referrals; every problem is a BadInput naming the field."""
+    if not isinstance(data, dict):
+        raise BadInput("the request body must be a JSON object", code="malformed_json")
+    unknown = set(data) - _SUBMISSION_FIELDS
+    if unknown:
+        raise BadInput(f"unknown field(s): {', '.join(sorted(unknown))}", code="unknown_field")
+    missing = {"to", "urgency", "child", "needs", "province", "packets"} - set(data)
+    if missing:
+        raise BadInput(f"missing field(s): {', '.join(sorted(missing))}", code="missing_field")
+    to = data["to"]
+    if not isinstance(to, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", to):
+        raise BadInput("'to' must be an agency id such as \"pp-shelter-a\"", code="invalid_field")
+    if data["urgency"] not in URGENCIES:
+        raise BadInput("'urgency' must be \"urgent\" or \"normal\"", code="invalid_field")
+    if not isinstance(data["child"], bool):
+        raise BadInput("'child' must be true or false", code="invalid_field")
+    needs = data["needs"]
+    if not isinstance(needs, list) or not needs or not all(isinstance(n, str) for n in needs):
+        raise BadInput(f"'needs' must be a non-empty list of: {', '.join(NEEDS)}", code="invalid_field")
+    bad = [n for n in needs if n not in NEEDS]
+    if bad:
+        raise BadInput(f"unknown need(s) {', '.join(bad)}; use: {', '.join(NEEDS)}", code="invalid_field")
+    if len(set(needs)) != len(needs):
+        raise BadInput("'needs' lists a need twice", code="invalid_field")
+    if data["province"] not in PROVINCES:
+        raise BadInput("'province' must be an ISO 3166-2:KH code such as \"KH-12\"", code="invalid_field")
+    pkts = data["packets"]
+    if not isinstance(pkts, list) or len(pkts) != 2:
+        raise BadInput("'packets' must hold exactly two packets: one to the recipient, one to your own agency",
+                       code="invalid_field")
+    wires = []
+    for i, p in enumerate(pkts):
+        if not isinstance(p, dict):
+            raise BadInput(f"packets[{i}] must be a packet object {{v, header, ct, sig}}", code="invalid_field")
+        wires.append(json.dumps(p, separators=(",", ":")).encode())
+    previous = data.get("previous_id")
+    if previous is not None and not is_referral_id(previous):
+        raise BadInput("'previous_id' must be the UUID of an earlier referral", code="invalid_field")
+    return Submission(to=to, urgency=data["urgency"], child=data["child"], needs=tuple(needs),
+                      province=data["province"], packets=tuple(wires), previous_id=previous)
+
+
+def is_referral_id(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def request_fingerprint(raw_body: bytes) -> str:
+    return hashlib.sha256(raw_body).hexdigest()
+
+
+def create(session: Session, principal: access.Principal, sub: Submission, *, settings: Settings, now: dt.datetime,
+           notifier: Notifier | None = None, idempotency_key: str | None = None,
+           fingerprint: str | None = None) -> tuple[Referral, bool]:
+    """Store a new referral after the hub's checks. Returns (referral, created)."""
+    access.require(principal, "referral.create")
+    sender_id = principal.agency_id
+    if idempotency_key is not None:
+        earlier = session.get(IdempotencyRecord, (sender_id, idempotency_key))
+        if earlier is not None:
+            if earlier.request_sha256 != fingerprint:
+                raise Invalid("this Idempotency-Key was used for a different request; use a new key",
+                              code="idempotency_key_reused")
+            return session.get(Referral, earlier.referral_id), False
+
+    recipient = session.get(Agency, sub.to)
+    if recipient is None or not recipient.active:
+        raise Invalid(f"no active agency {sub.to!r} in the directory", code="unknown_agency")
+    if recipient.id == sender_id:
+        raise Invalid("an agency cannot refer to itself", code="invalid_recipient")
+    if recipient.kind == "committee":
+        raise Invalid("committees coordinate and do not receive referrals; refer to a service agency",
+                      code="invalid_recipient")
+
+    sender_bundle = public_bundle(session, sender_id)
+    bundles = {sender_id: sender_bundle, recipient.id: public_bundle(session, recipient.id)}
+    checked: dict[str, tuple[bytes, packets.Packet]] = {}
+    for wire in sub.packets:
+        parsed = packets.parse_packet(wire, max_bytes=settings.packets_max_bytes)
+        reader = parsed.header.to_agency
+        if reader not in bundles:
+            raise Invalid(f"a packet is addressed to {reader!r}; address one to {recipient.id!r} and one to "
+                          f"{sender_id!r}", code="wrong_packet_reader")
+        if reader in checked:
+            raise Invalid(f"two packets are addressed to {reader!r}; address one to {recipient.id!r} and one to "
+                          f"{sender_id!r}", code="wrong_packet_reader")
+        packets.verify_submission(wire, submitter=sender_id, sender=sender_bundle, recipient=bundles[reader],
+                                  max_bytes=settings.packets_max_bytes)
+        checked[reader] = (wire, parsed)
+    packets.verify_referral_packets([p for _, p in checked.values()])
+
+    first = next(iter(checked.values()))[1].header
+    referral_id = first.referral_id
+    if session.get(Referral, referral_id) is not None:
+        raise Conflict("a referral with this referral_id exists already; seal a new referral", code="duplicate_referral")
+    ids = [p.header.packet_id for _, p in checked.values()]
+    seen = session.scalars(sa.select(ReferralPacket.packet_id).where(ReferralPacket.packet_id.in_(ids))).first()
+    if seen:
+        raise packets.ReplayedPacket("this packet was submitted before; seal the referral again")
+
+    previous = None
+    if sub.previous_id is not None:
+        previous = session.get(Referral, sub.previous_id)
+        if previous is None or previous.from_agency_id != sender_id:
+            raise NotFound("no earlier referral of your agency has that previous_id")
+        if previous.status not in ("declined", "failed"):
+            raise Conflict("only a declined or failed referral can be routed again", code="wrong_state")
+
+    policy: Policy = settings.policies["urgent" if sub.urgency == "urgent" or sub.child else "normal"]
+    code = _new_code(session)
+    referral = Referral(
+        id=referral_id, code=code, open_code=code, from_agency_id=sender_id, to_agency_id=recipient.id,
+        created_by=principal.display, officer_user_id=principal.user_id, urgency=sub.urgency, child=sub.child,
+        needs=list(sub.needs), province=sub.province, status="sent", policy=policy.name, ladder=policy.to_json(),
+        step=-1, repeat=0, version=0, previous_id=previous.id if previous else None,
+        created_at=now, updated_at=now,
+    )
+    start_clock(referral, "ack", now)
+    session.add(referral)
+    session.add(ReferralEvent(referral=referral, state="sent", at=now, actor_agency_id=sender_id,
+                              actor=principal.display))
+    for reader, (wire, parsed) in checked.items():
+        digest = packets.packet_sha256(wire)
+        session.add(ReferralPacket(referral=referral, packet_id=parsed.header.packet_id, reader_agency_id=reader,
+                                   sha256=digest, size=len(wire), wire=wire, created_at=now))
+        audit(session, at=now, actor=principal.display, action="packet.stored", referral_id=referral_id,
+              packet_sha256=digest, detail={"reader": reader, "size": len(wire)})
+    audit(session, at=now, actor=principal.display, action="referral.created", referral_id=referral_id,
+          detail={"from": sender_id, "to": recipient.id, "policy": policy.name, "code": code})
+    if idempotency_key is not None:
+        session.flush()  # the record points at the referral row
+        session.add(IdempotencyRecord(agency_id=sender_id, key=idempotency_key, request_sha256=fingerprint,
+                                      referral_id=referral_id, created_at=now))
+    session.flush()
+    (notifier or NullNotifier()).referral_changed(session, referral, None, now, principal)
+    return referral, True
+
+
+def _new_code(session: Session) -> str:
+    import secrets
+
+    for _ in range(50):
+        code = "R-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(4))
+        if session.scalar(sa.select(Referral.id).where(Referral.open_code == code)) is None:
+            return code
+    raise Conflict("could not find a free reference code; close old referrals or try again", code="codes_exhausted")
+
+
+def get_for(session: Session, principal: access.Principal, referral_id: str, *, lock: bool = False) -> Referral:
+    """The referral if the principal's agency sends or receives it; NotFound otherwise (no existence oracle)."""
+    if not is_referral_id(referral_id):
+        raise NotFound("no such referral")
+    stmt = sa.select(Referral).where(Referral.id == referral_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    referral = session.scalar(stmt)
+    if referral is None:
+        raise NotFound("no such referral")
+    access.require(principal, "referral.view", referral=referral)
+    return referral
+
+
+def transition(session: Session, principal: access.Principal, referral_id: str, name: str, *, now: dt.datetime,
+               reason: str | None = None, outcome: str | None = None, note: str | None = None,
+               notifier: Notifier | None = None) -> Referral:
+    """Move a referral along the lifecycle table; anything else is a 409."""
+    t = TRANSITIONS[name]
+    referral = get_for(session, principal, referral_id, lock=True)
+    action = {"sender": "referral.withdraw"}.get(t.side, "referral.acknowledge" if name == "acknowledge"
+                                                 else "referral.decide")
+    access.require(principal, action, referral=referral)
+    if referral.status not in t.sources:
+        raise Conflict(f"cannot {name.replace('_', ' ')} a referral that is {referral.status}"
+                       f" (allowed from: {', '.join(t.sources)})", code="wrong_state")
+    if t.needs == "reason":
+        reason = (reason or "").strip()
+        if not reason:
+            raise BadInput(f"a reason is required to {name}", code="reason_required")
+        if len(reason) > REASON_MAX:
+            raise BadInput(f"the reason is longer than {REASON_MAX} characters", code="invalid_field")
+        referral.status_reason = reason
+    if t.needs == "outcome":
+        if outcome not in OUTCOMES:
+            raise BadInput(f"'outcome' must be one of: {', '.join(OUTCOMES)}", code="invalid_field")
+        if note is not None and (not isinstance(note, str) or len(note) > REASON_MAX):
+            raise BadInput(f"'note' must be text of at most {REASON_MAX} characters", code="invalid_field")
+        referral.outcome = outcome
+        referral.status_reason = note
+    old = referral.status
+    referral.status = t.target
+    referral.version += 1
+    referral.updated_at = now
+    if t.target == "acknowledged":
+        referral.acknowledged_at = now
+    if t.target in ("accepted", "declined"):
+        referral.decided_at = now
+        if referral.acknowledged_at is None:
+            referral.acknowledged_at = now
+    if t.target in FINAL_STATES:
+        referral.closed_at = now
+        referral.open_code = None
+    start_clock(referral, CLOCK_FOR_STATE.get(t.target), now)
+    session.add(ReferralEvent(referral=referral, state=t.target, at=now, actor_agency_id=principal.agency_id,
+                              actor=principal.display))
+    audit(session, at=now, actor=principal.display, action=f"referral.{t.target}", referral_id=referral.id,
+          detail={"from_state": old, "outcome": referral.outcome} if t.target == "closed" else {"from_state": old})
+    session.flush()
+    (notifier or NullNotifier()).referral_changed(session, referral, old, now, principal)
+    return referral
+
+
+def list_for(session: Session, principal: access.Principal, *, box: str, status: str | None = None,
+             limit: int = 50, offset: int = 0) -> list[Referral]:
+    if box not in ("inbox", "sent"):
+        raise BadInput("'box' must be \"inbox\" or \"sent\"", code="invalid_field")
+    if status is not None and status not in set(t.target for t in TRANSITIONS.values()) | {"sent"}:
+        raise BadInput("unknown 'status'", code="invalid_field")
+    column = Referral.to_agency_id if box == "inbox" else Referral.from_agency_id
+    stmt = sa.select(Referral).where(column == principal.agency_id)
+    if status:
+        stmt = stmt.where(Referral.status == status)
+    stmt = stmt.order_by(Referral.created_at.desc(), Referral.id).limit(limit).offset(offset)
+    return list(session.scalars(stmt))
+
+
+def packet_for(session: Session, principal: access.Principal, referral: Referral, *, now: dt.datetime) -> ReferralPacket | None:
+    """The packet addressed to the caller's agency; fetching it is an audit entry."""
+    pkt = session.scalar(sa.select(ReferralPacket).where(ReferralPacket.referral_id == referral.id,
+                                                         ReferralPacket.reader_agency_id == principal.agency_id))
+    if pkt is not None and pkt.wire is not None:
+        audit(session, at=now, actor=principal.display, action="packet.fetched", referral_id=referral.id,
+              packet_sha256=pkt.sha256)
+    return pkt
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    from hub.clock import rfc3339
+
+    return rfc3339(value) if value else None
+
+
+def metadata(referral: Referral) -> dict[str, Any]:
+    """What any party with need-to-know may see: routing metadata, never a name, birth date or story."""
+    return {
+        "id": referral.id,
+        "code": referral.code,
+        "from": referral.from_agency_id,
+        "to": referral.to_agency_id,
+        "urgency": referral.urgency,
+        "child": referral.child,
+        "needs": list(referral.needs),
+        "province": referral.province,
+        "status": referral.status,
+        "policy": referral.policy,
+        "clock": referral.clock,
+        "step": referral.step,
+        "next_step_at": _time(referral.next_step_at),
+        "created_at": _time(referral.created_at),
+        "acknowledged_at": _time(referral.acknowledged_at),
+        "decided_at": _time(referral.decided_at),
+        "closed_at": _time(referral.closed_at),
+        "previous_id": referral.previous_id,
+        "history": [{"state": e.state, "at": _time(e.at), "actor_agency": e.actor_agency_id} for e in referral.events],
+    }
+
+
+def party_view(referral: Referral) -> dict[str, Any]:
+    """Metadata plus what only the two agencies see: the decline/withdraw reason and the outcome."""
+    out = metadata(referral)
+    out["reason"] = referral.status_reason
+    out["outcome"] = referral.outcome
+    return out
+

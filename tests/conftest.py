@@ -1,0 +1,154 @@
+"""Shared fixtures: settings in a temp folder, a database per backend, a movable clock, the app.
+
+Integration tests that take ``db`` run twice: on SQLite and on PostgreSQL. PostgreSQL is
+used when HUB_TEST_DATABASE_URL is set or a server answers on 127.0.0.1:5432; otherwise
+those runs are skipped with the reason shown. Each test session gets its own PostgreSQL
+database, so parallel runs never see each other's rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from hub.clock import FixedClock
+from hub.config import load_settings
+from hub.db import Base, all_models, make_engine, make_sessionmaker
+from hub.migrations import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.timezone.utc)
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+pytest_plugins = ["tests.factories", "tests.conftest_twilio"]
+
+
+all_models()
+
+
+def _pg_admin_url() -> tuple[str | None, str]:
+    url = os.environ.get("HUB_TEST_DATABASE_URL")
+    candidate = url or DEFAULT_PG
+    try:
+        engine = sa.create_engine(candidate.replace("postgresql://", "postgresql+psycopg://", 1),
+                                  connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return candidate, ""
+    except Exception as exc:  # the reason is shown in the skip message
+        why = f"PostgreSQL not reachable at {candidate.split('@')[-1]} ({type(exc).__name__}); " \
+              "set HUB_TEST_DATABASE_URL or start the server"
+        if url:
+            pytest.exit(f"HUB_TEST_DATABASE_URL is set but unusable: {why}", returncode=2)
+        return None, why
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """URL of a fresh PostgreSQL database for this test session (dropped at the end)."""
+    admin, why = _pg_admin_url()
+    if admin is None:
+        pytest.skip(why)
+    admin = admin.replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"refhub_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(admin).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_engine(pg_url):
+    upgrade(pg_url)  # the schema comes from the migrations, as in production
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("schema") / "template.sqlite3"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        path = tmp_path / "hub.sqlite3"
+        shutil.copy(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
+    else:
+        engine = request.getfixturevalue("_pg_engine")
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def clock():
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    """Settings from the project's config.toml, with instance/ and keys/ in a temp folder."""
+    cfg = tmp_path / "config.toml"
+    text = (ROOT / "config.toml").read_text()
+    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "instance"}"')
+    text = text.replace('keys = "keys"', f'keys = "{tmp_path / "keys"}"')
+    text = text.replace('agencies = "agencies"', f'agencies = "{ROOT / "agencies"}"')
+    text = text.replace('templates = "templates"', f'templates = "{ROOT / "templates"}"')
+    cfg.write_text(text)
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    env = {"HUB_DATABASE_URL": database_url, "HUB_SECRET_KEY": "t" * 48}
+    return load_settings(cfg, env=env)
+
+
+@pytest.fixture
+def engine(settings):
+    engine = make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine):
+    """A session factory on the test database (each test starts empty)."""
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def app(settings, engine, clock):
+    from hub import create_app
+
+    app = create_app(settings, engine=engine, clock=clock)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return ROOT
+
+
+def copy_project_file(src: str, dst: Path) -> Path:
+    shutil.copy(ROOT / src, dst)
+    return dst

@@ -1,0 +1,118 @@
+"""config.toml plus HUB_* environment: validated once, with errors that say what to fix."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from hub.config import load_settings, parse_duration
+from hub.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = {"HUB_SECRET_KEY": "s" * 40}
+
+
+def _config(tmp_path: Path, replace: dict[str, str] | None = None, append: str = "") -> Path:
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "instance"}"')
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = tmp_path / "config.toml"
+    path.write_text(text + append, encoding="utf-8")
+    return path
+
+
+def test_the_shipped_config_loads(tmp_path):
+    settings = load_settings(_config(tmp_path), env=SECRET)
+    assert settings.mode == "demo" and settings.sms.gateway == "console"
+    assert settings.policies["urgent"].ack_within == dt.timedelta(minutes=30)
+    assert settings.session_lifetime == dt.timedelta(hours=12)
+    assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("refhub.sqlite3")
+
+
+def test_environment_overrides_the_file(tmp_path):
+    settings = load_settings(_config(tmp_path), env={**SECRET, "HUB_DATABASE_URL": "postgresql://u@db/hub",
+                                                     "HUB_PUBLIC_BASE_URL": "https://hub.example.org/"})
+    assert settings.database_url == "postgresql+psycopg://u@db/hub"
+    assert settings.public_base_url == "https://hub.example.org"
+
+
+@pytest.mark.parametrize("text,expected", [("PT30M", dt.timedelta(minutes=30)), ("P1D", dt.timedelta(days=1)),
+                                           ("PT1H30M", dt.timedelta(minutes=90)), ("PT0M", dt.timedelta(0))])
+def test_durations(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["30 minutes", "PT", "P", "PT30", "1800", "PT-5M"])
+def test_a_bad_duration_names_the_setting(tmp_path, bad):
+    path = _config(tmp_path, {'session_lifetime = "PT12H"': f'session_lifetime = "{bad}"'})
+    with pytest.raises(ConfigError, match=r"security\.session_lifetime.*PT30M"):
+        load_settings(path, env=SECRET)
+
+
+def test_a_bad_duration_in_a_ladder_names_the_step(tmp_path):
+    path = _config(tmp_path, {'{after = "PT30M", notify = "recipient.all"}': '{after = "half an hour", notify = "recipient.all"}'})
+    with pytest.raises(ConfigError, match=r"escalation\.policies\.urgent\.ladder\[1\]\.after"):
+        load_settings(path, env=SECRET)
+
+
+def test_an_unknown_gateway_is_refused(tmp_path):
+    path = _config(tmp_path, {'gateway = "console"': 'gateway = "carrier-pigeon"'})
+    with pytest.raises(ConfigError, match=r"sms\.gateway 'carrier-pigeon' is unknown; use one of console, twilio"):
+        load_settings(path, env=SECRET)
+
+
+def test_production_without_a_secret_key_is_refused(tmp_path):
+    path = _config(tmp_path, {'mode = "demo"': 'mode = "production"',
+                              'public_base_url = "http://127.0.0.1:5000"': 'public_base_url = "https://hub.example.org"'})
+    with pytest.raises(ConfigError, match="HUB_SECRET_KEY is not set"):
+        load_settings(path, env={})
+    assert not (tmp_path / "instance" / "secret_key").exists(), "production never invents a secret"
+    assert load_settings(path, env=SECRET).secret_key == SECRET["HUB_SECRET_KEY"]
+
+
+def test_demo_mode_generates_and_keeps_its_secret(tmp_path):
+    path = _config(tmp_path)
+    first = load_settings(path, env={})
+    assert first.secret_generated and len(first.secret_key) >= 32
+    assert load_settings(path, env={}).secret_key == first.secret_key
+
+
+def test_production_needs_https(tmp_path):
+    path = _config(tmp_path, {'mode = "demo"': 'mode = "production"'})
+    with pytest.raises(ConfigError, match="https"):
+        load_settings(path, env=SECRET)
+
+
+def test_twilio_without_credentials_is_refused(tmp_path):
+    path = _config(tmp_path, {'gateway = "console"': 'gateway = "twilio"', 'from_number = ""': 'from_number = "+15005550006"'})
+    with pytest.raises(ConfigError, match="TWILIO_ACCOUNT_SID or TWILIO_AUTH_TOKEN"):
+        load_settings(path, env=SECRET)
+    settings = load_settings(path, env={**SECRET, "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+                                        "TWILIO_AUTH_TOKEN": "new-token, old-token"})
+    assert settings.sms.auth_tokens == ("new-token", "old-token")
+
+
+def test_a_ladder_target_that_does_not_exist_is_refused(tmp_path):
+    path = _config(tmp_path, {'notify = "coordinator.national"}': 'notify = "coordinator.regional"}'})
+    with pytest.raises(ConfigError, match=r"'coordinator\.regional' is not one of .*coordinator\.national"):
+        load_settings(path, env=SECRET)
+
+
+def test_a_short_secret_key_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="too short"):
+        load_settings(_config(tmp_path), env={"HUB_SECRET_KEY": "short"})
+
+
+def test_a_missing_config_file_says_how_to_fix_it(tmp_path):
+    with pytest.raises(ConfigError, match="--config PATH"):
+        load_settings(tmp_path / "nope.toml", env=SECRET)
+
+
+def test_broken_toml_is_reported(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[hub\nmode = ", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path, env=SECRET)
