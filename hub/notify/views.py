@@ -45,17 +45,15 @@ def _public_url() -> str:
 
 
 def _check_signature(webhook: str) -> None:
-    """403 (and an audit entry without any phone number) unless Twilio signed this request."""
+    """403, and nothing written, unless Twilio signed this request."""
     settings = current().settings
     tokens = settings.sms.auth_tokens
     signature = request.headers.get("X-Twilio-Signature")
     if tokens and validate_twilio_request(_public_url(), request.form, signature, tokens):
         return
     cause = "webhooks_disabled" if not tokens else ("missing_signature" if not signature else "bad_signature")
-    session = db()
-    audit(session, at=current().clock.now(), actor="twilio-webhook", action="sms.rejected",
-          detail={"webhook": webhook, "cause": cause})
-    session.commit()
+    # A refused request writes nothing, not even an audit entry: a forger must not be able to grow
+    # the database. The log line carries no number and no body.
     log.warning("twilio webhook refused webhook=%s cause=%s", webhook, cause)
     if not tokens:
         raise Forbidden("SMS webhooks are disabled: no Twilio auth token is configured (TWILIO_AUTH_TOKEN); "

@@ -19,6 +19,21 @@ MATRIX = [
      {"sender": 403, "recipient": 200, "third": 404, "coordinator": 404, "anonymous": 401}),
     ("POST", "/api/v1/referrals/{id}/decline", {"reason": "full"},
      {"sender": 403, "recipient": 200, "third": 404, "coordinator": 404, "anonymous": 401}),
+    # Allowed for the recipient, but not from "sent": 409 shows the role check passed.
+    ("POST", "/api/v1/referrals/{id}/start-care", {},
+     {"sender": 403, "recipient": 409, "third": 404, "coordinator": 404, "anonymous": 401}),
+    ("POST", "/api/v1/referrals/{id}/close", {"outcome": "reintegrated"},
+     {"sender": 403, "recipient": 409, "third": 404, "coordinator": 404, "anonymous": 401}),
+    ("POST", "/api/v1/referrals/{id}/fail", {"reason": "never arrived"},
+     {"sender": 403, "recipient": 409, "third": 404, "coordinator": 404, "anonymous": 401}),
+    ("GET", "/api/v1/referrals?box=sent", None,
+     {"sender": 200, "recipient": 200, "third": 200, "coordinator": 200, "anonymous": 401}),
+    ("GET", "/api/v1/escalations?scope=open", None,
+     {"sender": 403, "recipient": 403, "third": 403, "coordinator": 200, "anonymous": 401}),
+    ("POST", "/api/v1/escalations/{id}/take", {},
+     {"sender": 403, "recipient": 403, "third": 403, "coordinator": 200, "anonymous": 401}),
+    ("GET", "/api/v1/openapi.json", None,
+     {"sender": 200, "recipient": 200, "third": 200, "coordinator": 200, "anonymous": 200}),
     ("POST", "/api/v1/referrals/{id}/withdraw", {"reason": "found family"},
      {"sender": 200, "recipient": 403, "third": 404, "coordinator": 404, "anonymous": 401}),
     ("GET", "/api/v1/referrals?box=inbox", None,
@@ -45,7 +60,7 @@ def test_access_matrix(client, network, submit, actor, method, path, body, expec
     data = resp.get_json()
     if resp.status_code >= 400:
         assert set(data) == {"error"} and set(data["error"]) == {"code", "message"}
-    if actor in ("third", "coordinator") and "referrals?box" in path:
+    if (actor in ("third", "coordinator") and "referrals?box" in path) or (actor == "recipient" and "box=sent" in path):
         assert data["referrals"] == []
 
 

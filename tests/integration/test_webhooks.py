@@ -129,8 +129,7 @@ def test_forged_signature_is_refused_and_changes_nothing(client, db, fake_twilio
     assert response.get_json()["error"]["code"] == "invalid_signature"
     assert status_of(db, ref["id"]) == "sent"
     assert audit(db, "sms.command") == []
-    [rejected] = audit(db, "sms.rejected")
-    assert rejected.detail == {"webhook": "sms", "cause": "bad_signature"}
+    assert audit(db, "sms.rejected") == []  # a forger cannot even grow the audit log
     assert SHELTER_A_PHONE not in all_audit_text(db)
 
 
@@ -141,7 +140,8 @@ def test_missing_signature_is_refused(client, db, fake_twilio, contacts, submit)
 
     assert response.status_code == 403
     assert status_of(db, ref["id"]) == "sent"
-    assert audit(db, "sms.rejected")[0].detail["cause"] == "missing_signature"
+    assert response.get_json()["error"]["code"] == "invalid_signature"
+    assert audit(db, "sms.rejected") == []
 
 
 def test_signature_of_the_internal_url_is_refused(client, db, fake_twilio, contacts, submit):
