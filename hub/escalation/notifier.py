@@ -88,7 +88,8 @@ class LadderNotifier:
         targets = Targets(session)
         by = short_name(targets, referral.to_agency_id if side == "recipient" else referral.from_agency_id)
         ids = notified_contacts(session, referral.id, clock)
-        contacts = [session.get(Contact, cid) for cid in ids]
+        contacts = list(session.scalars(sa.select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id))) \
+            if ids else []
         extra: list[Contact] = []
         if status != "failed":
             # The referring officer hears every answer (accepted and declined are theirs to act on);
@@ -98,15 +99,14 @@ class LadderNotifier:
             extra += targets.resolve(referral, "recipient.duty")
         skip = acting_contact(session, actor)
         seen: set[int] = set()
-        queued = 0
-        for contact in [c for c in contacts if c is not None] + extra:
+        rows = []
+        for contact in contacts + extra:
             if contact.id in seen or contact.id in skip or not contact.active:
                 continue
             seen.add(contact.id)
-            message = notify.enqueue(
-                session, dedupe_key=f"loop:{referral.id}:{clock}:{contact.id}", to_phone=contact.phone,
-                lang=contact.lang, template=template, values={"code": referral.code, "by": by}, now=now,
-                settings=self.settings, contact_id=contact.id, referral_id=referral.id)
-            queued += message is not None
+            rows.append(dict(dedupe_key=f"loop:{referral.id}:{clock}:{contact.id}", to_phone=contact.phone,
+                             lang=contact.lang, template=template, values={"code": referral.code, "by": by},
+                             contact_id=contact.id, referral_id=referral.id))
+        queued = notify.enqueue_many(session, rows, now=now, settings=self.settings)
         log.info("escalation clock stopped referral=%s clock=%s state=%s told=%d", referral.id, clock, status, queued)
         return queued

@@ -125,7 +125,13 @@ class Targets:
         self._cache: dict[tuple, list[Contact]] = {}
 
     def agency(self, agency_id: str | None) -> Agency | None:
-        return self.session.get(Agency, agency_id) if agency_id else None
+        # Held here: the session's identity map is weak, so session.get alone would read it again.
+        if not agency_id:
+            return None
+        key = ("agency", agency_id)
+        if key not in self._cache:
+            self._cache[key] = self.session.get(Agency, agency_id)
+        return self._cache[key]
 
     def _contacts(self, agency_id: str, duty_only: bool) -> list[Contact]:
         from hub.directory import service as directory
@@ -208,12 +214,15 @@ class Advance:
 
 
 def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int, now: dt.datetime, *,
-              settings, targets: Targets) -> int | None:
+              settings, targets: Targets, outbox: notify.OutboxBatch | None = None) -> int | None:
     """Enqueue ladder step ``step`` (repeat ``repeat``) of the referral's clock; returns contacts reached.
 
     None means the step is deliberately silent: on the decide and arrive clocks,
     step 0 would text the recipient agency about the very action it has just
     taken (docs/design-notes.md), so it is recorded as fired without a text.
+
+    The step's texts and tokens go into ``outbox`` (the caller flushes it in this
+    transaction); without one they are written here, one executemany each.
     """
     clock = referral.clock
     target = policy.ladder[step].notify
@@ -229,17 +238,19 @@ def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int
     else:
         template = "escalated"
         values["step"] = step
+    batch = outbox if outbox is not None else notify.OutboxBatch(session, now=now, settings=settings)
+    onetap = clock == "ack" and recipient_side
     for contact in contacts:
-        if clock == "ack" and recipient_side:
-            token = notify.issue_ack_token(session, referral_id=referral.id, clock=clock, contact_id=contact.id,
-                                           now=now)
-            link = notify.onetap_link(settings, token)
+        if onetap:
+            link = notify.onetap_link(settings, batch.token(referral_id=referral.id, clock=clock,
+                                                            contact_id=contact.id))
         else:
             link = referral_link(settings, referral)
-        notify.enqueue(session, dedupe_key=f"step:{referral.id}:{clock}:{step}:{repeat}:{contact.id}",
-                       to_phone=contact.phone, lang=contact.lang, template=template, values={**values, "link": link},
-                       now=now, settings=settings, contact_id=contact.id, referral_id=referral.id, clock=clock,
-                       step=step, repeat=repeat)
+        batch.enqueue(dedupe_key=f"step:{referral.id}:{clock}:{step}:{repeat}:{contact.id}", to_phone=contact.phone,
+                      lang=contact.lang, template=template, values={**values, "link": link}, contact_id=contact.id,
+                      referral_id=referral.id, clock=clock, step=step, repeat=repeat)
+    if outbox is None:
+        batch.flush()
     if STEPS_FIRED is not None:
         STEPS_FIRED.labels(clock=clock, step=str(step)).inc()
     log.info("escalation fired referral=%s clock=%s step=%d repeat=%d contacts=%d",
@@ -247,7 +258,8 @@ def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int
     return len(contacts)
 
 
-def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, targets: Targets) -> int:
+def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, targets: Targets,
+                  outbox: notify.OutboxBatch | None = None) -> int:
     """One overdue alert per referral and clock, texted to the coordinators of the recipient's province."""
     recipient = targets.agency(referral.to_agency_id)
     province = recipient.province if recipient is not None else None
@@ -259,23 +271,33 @@ def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, tar
         OVERDUE_ALERTS.inc()
     log.warning("escalation overdue referral=%s clock=%s", referral.id, referral.clock)
     contacts = targets.resolve(referral, "coordinator.province") or targets.resolve(referral, "coordinator.national")
+    batch = outbox if outbox is not None else notify.OutboxBatch(session, now=now, settings=settings)
     for contact in contacts:
-        notify.enqueue(session, dedupe_key=f"alert:{referral.id}:{referral.clock}:{contact.id}",
-                       to_phone=contact.phone, lang=contact.lang, template="alert",
-                       values={"code": referral.code, "reason_code": "overdue"}, now=now, settings=settings,
-                       contact_id=contact.id, referral_id=referral.id, clock=referral.clock)
+        batch.enqueue(dedupe_key=f"alert:{referral.id}:{referral.clock}:{contact.id}", to_phone=contact.phone,
+                      lang=contact.lang, template="alert", values={"code": referral.code, "reason_code": "overdue"},
+                      contact_id=contact.id, referral_id=referral.id, clock=referral.clock)
+    if outbox is None:
+        batch.flush()
     return 1
 
 
-def advance(session: Session, referral, now: dt.datetime, *, settings, targets: Targets | None = None) -> Advance:
+def advance(session: Session, referral, now: dt.datetime, *, settings, targets: Targets | None = None,
+            outbox: notify.OutboxBatch | None = None) -> Advance:
     """Fire everything due on the referral's clock at ``now``; return the new ladder state to write.
 
     Fires each due step once (a step that reaches nobody hands over to the next
     step at once), raises the overdue alert once, and computes ``next_step_at``.
     Writes nothing to the referral row: :func:`apply` does, behind the fence.
     Missed repeats after downtime collapse into one text (the latest due).
+    The texts and tokens go into ``outbox`` if given (the caller flushes it in
+    this transaction), else they are written before this returns.
     """
     targets = targets or Targets(session)
+    if outbox is None:
+        outbox = notify.OutboxBatch(session, now=now, settings=settings)
+        result = advance(session, referral, now, settings=settings, targets=targets, outbox=outbox)
+        outbox.flush()
+        return result
     out = Advance(referral.id, referral.version, {})
     if referral.status not in OPEN_STATES or referral.clock is None or referral.clock_started_at is None:
         out.values = {"next_step_at": None}
@@ -285,7 +307,7 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
     step, repeat, alerted = referral.step, referral.repeat, referral.overdue_alerted_at
     alert_at = deadline(policy, clock, started) + settings.alert_after
     if alerted is None and now >= alert_at:
-        out.alerts += raise_overdue(session, referral, now, settings=settings, targets=targets)
+        out.alerts += raise_overdue(session, referral, now, settings=settings, targets=targets, outbox=outbox)
         alerted = now
     # A text of the current step failed (delivery_failed), or the previous step reached nobody:
     # the next one fires now, whatever its time.
@@ -298,7 +320,8 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
             if nrep > 0:  # after downtime, one repeat for all the missed ones
                 first = step_due_at(policy, clock, started, last, 0)
                 nrep = max(nrep, int((now - first) / policy.repeat_every))
-        reached = fire_step(session, referral, policy, nstep, nrep, now, settings=settings, targets=targets)
+        reached = fire_step(session, referral, policy, nstep, nrep, now, settings=settings, targets=targets,
+                            outbox=outbox)
         step, repeat = nstep, nrep
         out.fired.append((step, repeat))
         out.messages += reached or 0
@@ -423,7 +446,9 @@ def sweep_batch(session: Session, now: dt.datetime, *, settings, limit: int = 50
     if claimed is not None:
         claimed.extend(ids)
     targets = Targets(session)
-    results = [advance(session, r, now, settings=settings, targets=targets) for r in referrals]
+    outbox = notify.OutboxBatch(session, now=now, settings=settings)
+    results = [advance(session, r, now, settings=settings, targets=targets, outbox=outbox) for r in referrals]
+    outbox.flush()  # every text and token of the batch: one executemany each, in this transaction
     apply_many(session, results)
     if report is not None:
         for result in results:
@@ -596,11 +621,10 @@ def take(session: Session, principal, referral_id: str, now: dt.datetime, *, set
             sa.select(Contact).join(OutboxMessage, OutboxMessage.contact_id == Contact.id)
             .where(OutboxMessage.referral_id == referral.id, Contact.agency_id.in_(committees),
                    Contact.active.is_(True)).distinct().order_by(Contact.id))
-        for contact in notified:
-            if contact.id in skip:
-                continue
-            notify.enqueue(session, dedupe_key=f"take:{referral.id}:{owner_key}:{contact.id}", to_phone=contact.phone,
-                           lang=contact.lang, template="taken", values={"code": referral.code, "by": by}, now=now,
-                           settings=settings, contact_id=contact.id, referral_id=referral.id)
+        notify.enqueue_many(session, [
+            dict(dedupe_key=f"take:{referral.id}:{owner_key}:{contact.id}", to_phone=contact.phone, lang=contact.lang,
+                 template="taken", values={"code": referral.code, "by": by}, contact_id=contact.id,
+                 referral_id=referral.id)
+            for contact in notified if contact.id not in skip], now=now, settings=settings)
         session.flush()
     return referral, notified_counts(session, [referral])[0]

@@ -28,13 +28,15 @@ import logging
 import random
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
-from hub.db import all_models, skip_locked
+from hub.db import UTCDateTime, all_models, skip_locked
 from hub.errors import NotFound
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
@@ -64,18 +66,134 @@ PROVIDER_STATUS = {
 
 # -- enqueue -----------------------------------------------------------------
 
+_OUTBOX = OutboxMessage.__table__
+_ACK = AckToken.__table__
+_ALERT = Alert.__table__
 
-def _insert(session: Session, model: type, values: dict[str, Any], *returning: Any):
-    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING ..., on SQLite and PostgreSQL."""
+
+# SQLAlchemy 2.0 keeps a dialect's INSERT ... ON CONFLICT out of its compiled cache ("[no key]" in
+# the log): neither the dialect's Insert nor its OnConflictDoNothing provides a cache key. The
+# outbox's clause never varies, ON CONFLICT (dedupe_key) DO NOTHING, so these subclasses give it
+# one (its class) and let the statements below compile once per engine.
+class _PgDoNothingOnDedupeKey(postgresql.dml.OnConflictDoNothing):
+    inherit_cache = False
+    _traverse_internals = []  # fixed by __init__: the class is the whole key
+
+    def __init__(self):
+        super().__init__(index_elements=["dedupe_key"])
+
+
+class _SqliteDoNothingOnDedupeKey(sqlite.dml.OnConflictDoNothing):
+    inherit_cache = False
+    _traverse_internals = []
+
+    def __init__(self):
+        super().__init__(index_elements=["dedupe_key"])
+
+
+class _PgDedupeInsert(postgresql.Insert):
+    inherit_cache = True  # the standard Insert's key, which includes the ON CONFLICT clause's
+
+
+class _SqliteDedupeInsert(sqlite.Insert):
+    inherit_cache = True
+
+
+_DO_NOTHING = {_PgDedupeInsert: _PgDoNothingOnDedupeKey, _SqliteDedupeInsert: _SqliteDoNothingOnDedupeKey}
+
+
+def _on_dedupe_key_do_nothing(stmt: sa.Insert) -> sa.Insert:
+    """``stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])``, with the cacheable clause."""
+    stmt = stmt._generate()
+    stmt._post_values_clause = _DO_NOTHING[type(stmt)]()
+    return stmt
+
+
+def _dedupe_insert(insert_cls: type, table: sa.Table) -> sa.Insert:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, every column a bind parameter.
+
+    Built once per dialect at import and compiled once (see above); a list of
+    parameter sets runs as one executemany (batched multi-row VALUES).
+    """
+    values = {c.name: sa.bindparam(c.name) for c in table.c if c.name != "id"}  # typed as the column when compiled
+    return _on_dedupe_key_do_nothing(insert_cls(table).values(values)).returning(table.c.id)
+
+
+_INSERT_OUTBOX = {"postgresql": _dedupe_insert(_PgDedupeInsert, _OUTBOX),
+                  "sqlite": _dedupe_insert(_SqliteDedupeInsert, _OUTBOX)}
+_INSERT_ALERT = {"postgresql": _dedupe_insert(_PgDedupeInsert, _ALERT),
+                 "sqlite": _dedupe_insert(_SqliteDedupeInsert, _ALERT)}
+_INSERT_ACK = sa.insert(_ACK).values({c.name: sa.bindparam(c.name) for c in _ACK.c
+                                      if c.name not in ("used_at", "voided_at")})
+
+
+def _unnest_insert(table: sa.Table, varying: dict[str, type], constant: dict[str, Any],
+                   insert_cls: type = sa.Insert) -> sa.Insert:
+    """PostgreSQL, many rows: ``INSERT ... SELECT * FROM unnest(:a_col::type[], ...)``.
+
+    One short statement and one parameter set (an array per varying column) for
+    any number of rows: nothing per row to compile, render or parse, and the row
+    values in the order given. ``created_at`` and the like come from ``constant``. The arrays are
+    TEXT[], not VARCHAR(n)[]: a cast to VARCHAR(n) would cut a long value silently, the column refuses it.
+    """
+    rows = sa.func.unnest(*[sa.bindparam(f"a_{n}", type_=postgresql.ARRAY(t)) for n, t in varying.items()]) \
+        .table_valued(*[sa.column(n, t) for n, t in varying.items()]).render_derived()
+    select = sa.select(*[rows.c[n] for n in varying], *constant.values())
+    return insert_cls(table).from_select([*varying, *constant], select)
+
+
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+_OUTBOX_VARYING = {"dedupe_key": sa.Text, "to_phone": sa.Text, "contact_id": sa.Integer, "lang": sa.Text,
+                   "template": sa.Text, "body": sa.Text, "referral_id": sa.Text, "clock": sa.Text,
+                   "step": sa.Integer, "repeat": sa.Integer, "callback_nonce": sa.Text}
+_INSERT_OUTBOX_PG_MANY = _on_dedupe_key_do_nothing(_unnest_insert(_OUTBOX, _OUTBOX_VARYING, {
+    "status": sa.literal("queued", sa.String), "attempts": sa.literal(0, sa.Integer), "created_at": _NOW,
+    "updated_at": _NOW,
+}, _PgDedupeInsert)).returning(_OUTBOX.c.id)
+_ACK_VARYING = {"token_hash": sa.Text, "referral_id": sa.Text, "clock": sa.Text, "contact_id": sa.Integer}
+_INSERT_ACK_PG_MANY = _unnest_insert(_ACK, _ACK_VARYING, {"created_at": _NOW})
+
+
+def _connection(session: Session) -> sa.Connection:
+    """The session's connection, after flushing its pending changes (as an ORM statement would):
+    a text or token may reference the referral the same transaction has just created."""
+    if session.autoflush:
+        session.flush()
+    return session.connection()
+
+
+def _statement(session: Session, statements: dict[str, sa.Insert]) -> sa.Insert:
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:  # pragma: no cover - the hub runs on these two only
-        raise RuntimeError(f"the outbox needs SQLite or PostgreSQL, not {dialect}")
-    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(*returning)
-    return session.execute(stmt).scalar_one_or_none()
+    try:
+        return statements[dialect]
+    except KeyError:  # pragma: no cover - the hub runs on these two only
+        raise RuntimeError(f"the outbox needs SQLite or PostgreSQL, not {dialect}") from None
+
+
+def _attach(session: Session, model: type, row_id: int, values: dict[str, Any]):
+    """The ORM object of a row this transaction has just inserted with ``values``, without reading it back."""
+    key = session.identity_key(model, row_id)
+    existing = session.identity_map.get(key)
+    if existing is not None:  # pragma: no cover - an id reused after a rolled-back savepoint
+        session.refresh(existing)
+        return existing
+    obj = model(id=row_id, **values)
+    make_transient_to_detached(obj)  # as if loaded: clean, nothing to write on flush
+    session.add(obj)
+    return obj
+
+
+def _message_params(row: dict, now: dt.datetime, templates: Path) -> dict[str, Any]:
+    """One outbox row's column values from an :func:`enqueue_many` row; renders the text."""
+    template, lang = row["template"], row["lang"]
+    return {
+        "dedupe_key": row["dedupe_key"], "to_phone": row["to_phone"], "contact_id": row.get("contact_id"),
+        "lang": lang, "template": template, "body": render_sms(template, lang, templates, **row.get("values", {})),
+        "referral_id": row.get("referral_id"), "clock": row.get("clock"), "step": row.get("step"),
+        "repeat": row.get("repeat"), "status": "queued", "attempts": 0, "next_attempt_at": None,
+        "claimed_at": None, "provider_id": None, "callback_nonce": secrets.token_urlsafe(24), "last_error": None,
+        "created_at": now, "sent_at": None, "updated_at": now,
+    }
 
 
 def enqueue(session: Session, *, dedupe_key: str, to_phone: str, lang: str, template: str, values: dict,
@@ -86,18 +204,44 @@ def enqueue(session: Session, *, dedupe_key: str, to_phone: str, lang: str, temp
     The text is rendered now (``templates/sms/<template>.<lang>.txt``), so a
     template error shows where the message is caused, not in the drain. Two
     transactions queueing the same key at once store one row: the second
-    waits for the first and then stores nothing.
+    waits for the first and then stores nothing. Callers that only need to
+    know how many were stored use :func:`enqueue_many`.
     """
-    body = render_sms(template, lang, settings.templates_dir / "sms", **values)
-    message_id = _insert(session, OutboxMessage, dict(
-        dedupe_key=dedupe_key, to_phone=to_phone, contact_id=contact_id, lang=lang, template=template, body=body,
-        referral_id=referral_id, clock=clock, step=step, repeat=repeat, status="queued", attempts=0,
-        next_attempt_at=None, claimed_at=None, provider_id=None, callback_nonce=secrets.token_urlsafe(24),
-        last_error=None, created_at=now, sent_at=None, updated_at=now,
-    ), OutboxMessage.id)
+    params = _message_params(dict(dedupe_key=dedupe_key, to_phone=to_phone, lang=lang, template=template,
+                                  values=values, contact_id=contact_id, referral_id=referral_id, clock=clock,
+                                  step=step, repeat=repeat), now, settings.templates_dir / "sms")
+    message_id = _connection(session).execute(_statement(session, _INSERT_OUTBOX), params).scalar_one_or_none()
     if message_id is None:
         return None
-    return session.get(OutboxMessage, message_id)
+    return _attach(session, OutboxMessage, message_id, params)
+
+
+def enqueue_many(session: Session, rows: list[dict], *, now: dt.datetime, settings) -> int:
+    """Queue many SMS in the caller's transaction, in one executemany; returns how many were stored.
+
+    Each row holds :func:`enqueue`'s keyword arguments (``dedupe_key``, ``to_phone``,
+    ``lang``, ``template``, ``values``; optionally ``contact_id``, ``referral_id``,
+    ``clock``, ``step``, ``repeat``). Every text is rendered first, so a template
+    error raises before anything is written. A ``dedupe_key`` repeated in ``rows``
+    is stored once (its first row); one queued before, by this or another
+    transaction, is not stored again (ON CONFLICT DO NOTHING, as :func:`enqueue`).
+    """
+    if not rows:
+        return 0
+    templates = settings.templates_dir / "sms"
+    params, seen = [], set()
+    for row in rows:
+        one = _message_params(row, now, templates)
+        if one["dedupe_key"] not in seen:
+            seen.add(one["dedupe_key"])
+            params.append(one)
+    conn = _connection(session)
+    if len(params) == 1:
+        return int(conn.execute(_statement(session, _INSERT_OUTBOX), params[0]).scalar_one_or_none() is not None)
+    if conn.dialect.name == "postgresql":
+        arrays = {f"a_{n}": [p[n] for p in params] for n in _OUTBOX_VARYING}
+        return len(conn.execute(_INSERT_OUTBOX_PG_MANY, {**arrays, "now": now}).all())
+    return len(conn.execute(_statement(session, _INSERT_OUTBOX), params).all())
 
 
 # -- one-tap tokens --------------------------------------------------------------
@@ -107,13 +251,83 @@ def _token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode("ascii", "replace")).hexdigest()
 
 
+def _new_token() -> tuple[str, str]:
+    raw = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    return raw, _token_hash(raw)
+
+
+def _token_row(token_hash: str, referral_id: str, clock: str, contact_id: int, now: dt.datetime) -> dict:
+    return {"token_hash": token_hash, "referral_id": referral_id, "clock": clock, "contact_id": contact_id,
+            "created_at": now}
+
+
+def _store_tokens(session: Session, params: list[dict]) -> None:
+    """Insert token rows (one executemany); the rows share one ``created_at``."""
+    if not params:
+        return
+    conn = _connection(session)
+    if len(params) > 1 and conn.dialect.name == "postgresql":
+        arrays = {f"a_{n}": [p[n] for p in params] for n in _ACK_VARYING}
+        conn.execute(_INSERT_ACK_PG_MANY, {**arrays, "now": params[0]["created_at"]})
+    else:
+        conn.execute(_INSERT_ACK, params if len(params) > 1 else params[0])
+
+
+def issue_ack_tokens(session: Session, items, *, now: dt.datetime) -> list[str]:
+    """New one-tap tokens, one per ``(referral_id, clock, contact_id)`` in ``items``, in one executemany.
+
+    Returns the raw tokens in the order of ``items``; only their SHA-256 is stored.
+    """
+    raws, params = [], []
+    for referral_id, clock, contact_id in items:
+        raw, token_hash = _new_token()
+        raws.append(raw)
+        params.append(_token_row(token_hash, referral_id, clock, contact_id, now))
+    _store_tokens(session, params)
+    return raws
+
+
 def issue_ack_token(session: Session, *, referral_id: str, clock: str, contact_id: int, now: dt.datetime) -> str:
     """A new one-tap token for this referral, clock and contact; only its SHA-256 is stored."""
-    raw = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
-    session.add(AckToken(token_hash=_token_hash(raw), referral_id=referral_id, clock=clock, contact_id=contact_id,
-                         created_at=now))
-    session.flush()
-    return raw
+    return issue_ack_tokens(session, [(referral_id, clock, contact_id)], now=now)[0]
+
+
+class OutboxBatch:
+    """Texts and one-tap tokens gathered in one transaction and written together by :meth:`flush`.
+
+    The escalation sweep fires hundreds of ladder steps in one transaction; this
+    writes all their tokens in one executemany and all their texts in another
+    (:func:`enqueue_many`: rendered then, deduplicated by ``dedupe_key``, ON
+    CONFLICT DO NOTHING). Nothing is written until :meth:`flush`, which must run
+    in the same transaction; a rollback before or after it stores nothing.
+    """
+
+    def __init__(self, session: Session, *, now: dt.datetime, settings):
+        self.session, self.now, self.settings = session, now, settings
+        self._tokens: list[dict] = []
+        self._messages: list[dict] = []
+
+    def __len__(self) -> int:
+        return len(self._messages) + len(self._tokens)
+
+    def token(self, *, referral_id: str, clock: str, contact_id: int) -> str:
+        """A new one-tap token (raw), stored (as its SHA-256) at the next :meth:`flush`."""
+        raw, token_hash = _new_token()
+        self._tokens.append(_token_row(token_hash, referral_id, clock, contact_id, self.now))
+        return raw
+
+    def enqueue(self, **row: Any) -> None:
+        """A text to queue at the next :meth:`flush`; ``row`` holds :func:`enqueue`'s keyword arguments
+        (without ``session``, ``now``, ``settings``)."""
+        self._messages.append(row)
+
+    def flush(self) -> int:
+        """Write what was gathered; returns the texts stored (those whose ``dedupe_key`` was new)."""
+        tokens, messages = self._tokens, self._messages
+        self._tokens, self._messages = [], []
+        stored = enqueue_many(self.session, messages, now=self.now, settings=self.settings)  # renders first
+        _store_tokens(self.session, tokens)
+        return stored
 
 
 def onetap_link(settings, token: str) -> str:
@@ -162,12 +376,13 @@ def void_ack_tokens(session: Session, referral_id: str, now: dt.datetime) -> int
 def raise_alert(session: Session, *, kind: str, referral_id: str | None, province: str | None, dedupe_key: str,
                 now: dt.datetime) -> Alert | None:
     """Raise an alert for coordinators once per ``dedupe_key``; None if it was raised before."""
-    alert_id = _insert(session, Alert, dict(kind=kind, referral_id=referral_id, province=province,
-                                            dedupe_key=dedupe_key, raised_at=now, resolved_at=None), Alert.id)
+    values = dict(kind=kind, referral_id=referral_id, province=province, dedupe_key=dedupe_key, raised_at=now,
+                  resolved_at=None)
+    alert_id = _connection(session).execute(_statement(session, _INSERT_ALERT), values).scalar_one_or_none()
     if alert_id is None:
         return None
     audit(session, at=now, actor="hub", action="alert.raised", referral_id=referral_id, detail={"kind": kind})
-    return session.get(Alert, alert_id)
+    return _attach(session, Alert, alert_id, values)
 
 
 def _referral_province(session: Session, referral_id: str | None) -> str | None:

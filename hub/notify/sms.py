@@ -5,6 +5,7 @@ as soon as one character is outside GSM-7 (any Khmer), 134 UTF-16 units.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -134,8 +135,12 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
 _environments: dict[Path, jinja2.Environment] = {}
 
 
+@functools.lru_cache(maxsize=64)
 def sms_environment(templates_dir: Path) -> jinja2.Environment:
-    """The Jinja environment for one SMS template folder (cached; templates reload when changed)."""
+    """The Jinja environment for one SMS template folder (cached; templates reload when changed).
+
+    Memoised per folder as given, so rendering a text does not resolve the path again.
+    """
     key = Path(templates_dir).resolve()
     env = _environments.get(key)
     if env is None:
