@@ -21,7 +21,7 @@ from hub.notify.models import OutboxMessage
 log = logging.getLogger("hub.escalation")
 
 # The text everyone notified on a stopped clock gets, by the state that stopped it, and whose
-# short name it carries ("recipient" or "sender"). in_care and failed have no text of their own:
+# short name it carries ("recipient" or "sender"). in_care and closed have no text of their own:
 # "taken" says the recipient has answered and nothing more is asked of them.
 LOOP_TEMPLATE = {
     "acknowledged": ("acknowledged", "recipient"),
@@ -29,7 +29,7 @@ LOOP_TEMPLATE = {
     "declined": ("declined", "recipient"),
     "withdrawn": ("withdrawn", "sender"),
     "in_care": ("taken", "recipient"),
-    "failed": ("taken", "recipient"),
+    "failed": ("failed", "recipient"),
     "closed": ("taken", "recipient"),
 }
 
@@ -90,11 +90,9 @@ class LadderNotifier:
         ids = notified_contacts(session, referral.id, clock)
         contacts = list(session.scalars(sa.select(Contact).where(Contact.id.in_(ids)).order_by(Contact.id))) \
             if ids else []
-        extra: list[Contact] = []
-        if status != "failed":
-            # The referring officer hears every answer (accepted and declined are theirs to act on);
-            # only a failed placement is left to the sender's inbox, as no text fits it.
-            extra += targets.resolve(referral, "sender.officer")
+        # The referring officer hears every answer: accepted, declined and a failed placement (the
+        # person never arrived or left care) are theirs to act on.
+        extra: list[Contact] = list(targets.resolve(referral, "sender.officer"))
         if status == "withdrawn":
             extra += targets.resolve(referral, "recipient.duty")
         skip = acting_contact(session, actor)

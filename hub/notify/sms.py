@@ -45,6 +45,7 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "declined": frozenset({"code", "by"}),
     "withdrawn": frozenset({"code", "by"}),
     "taken": frozenset({"code", "by"}),
+    "failed": frozenset({"code", "by"}),
     "escalated": frozenset({"code", "sender", "urgency", "step", "link"}),
     "alert": frozenset({"code", "reason_code"}),
     "reply_help": frozenset(),

@@ -480,3 +480,18 @@ def test_hub_scheduler_stops_cleanly_on_sigterm(db, submit, settings):
     assert "hub scheduler: stopped" in err
     if dt.datetime.now(dt.timezone.utc) > T0 + 2 * H:  # the scheduler runs on the system clock
         assert row(db, ref["id"]).step == 3
+
+
+def test_failed_placement_is_texted_to_the_referring_officer(client, network, submit, db):
+    """The person never arrived: the police who referred must hear it, by text, at once."""
+    ref = submit()
+    h = network.headers("pp-shelter-a")
+    assert client.post(f"/api/v1/referrals/{ref['id']}/accept", headers=h).status_code == 200
+    assert client.post(f"/api/v1/referrals/{ref['id']}/fail", json={"reason": "did not arrive"},
+                       headers=h).status_code == 200
+    with db() as s:
+        texts = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.referral_id == ref["id"],
+                                                         OutboxMessage.template == "failed")).all()
+        police = {c.id for c in s.scalars(sa.select(Contact).where(Contact.agency_id == "pp-ahtjp"))}
+        assert texts and all(t.contact_id in police for t in texts)
+        assert all(ref["code"] in t.body and "did not arrive" not in t.body for t in texts)
