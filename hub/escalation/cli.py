@@ -8,7 +8,6 @@ Any number of `hub scheduler` processes may run at once (ARCHITECTURE.md,
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import signal
@@ -18,27 +17,6 @@ import threading
 import click
 
 log = logging.getLogger("hub.scheduler")
-
-
-def _context(config_path: str | None, clock=None):
-    from hub.config import load_settings
-    from hub.context import HubContext
-    from hub.errors import ConfigError
-    from hub.notify.gateways import make_gateway
-
-    if config_path is None:  # `hub --config X escalate`: the group may have put it in the context
-        obj = click.get_current_context().find_root().obj
-        if isinstance(obj, dict):
-            config_path = obj.get("config") or obj.get("config_path")
-        elif obj is not None:
-            config_path = getattr(obj, "config", None) or getattr(obj, "config_path", None)
-    try:
-        settings = load_settings(config_path)
-        gateway = make_gateway(dataclasses.asdict(settings.sms))
-    except ConfigError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(2)
-    return HubContext.build(settings, gateway=gateway, clock=clock)
 
 
 _CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="HUB_CONFIG",
@@ -54,23 +32,16 @@ _CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False
 @_CONFIG
 def escalate_command(once: bool, now_text: str | None, limit: int, config_path: str | None) -> None:
     """Run one escalation sweep and print its report as one line of JSON."""
-    from hub.clock import FixedClock, parse_rfc3339, rfc3339
+    from hub.cli_context import command_context
+    from hub.clock import rfc3339
     from hub.escalation.service import sweep
 
-    clock = None
-    if now_text is not None:
-        try:
-            clock = FixedClock(parse_rfc3339(now_text))
-        except ValueError:
-            click.echo(f"error: --now {now_text!r} is not an ISO-8601 time with a zone; "
-                       "write it like 2026-11-22T10:30:00Z", err=True)
-            sys.exit(2)
-    ctx = _context(config_path, clock)
+    ctx = command_context(config_path, now_text=now_text)
     try:
         now = ctx.clock.now()
         report = sweep(ctx.sessions, now, settings=ctx.settings, limit=limit)
     except Exception as exc:
-        click.echo(f"error: the sweep failed ({type(exc).__name__}); check the database and the log", err=True)
+        click.echo(f"hub: the sweep failed ({type(exc).__name__}); check the database and the log", err=True)
         sys.exit(1)
     finally:
         ctx.engine.dispose()
@@ -85,7 +56,9 @@ def scheduler_command(config_path: str | None) -> None:
     """Run the escalation sweep and the outbox drain every escalation.tick until SIGTERM or Ctrl-C."""
     from hub.scheduler import build_scheduler
 
-    ctx = _context(config_path)
+    from hub.cli_context import command_context
+
+    ctx = command_context(config_path)
     scheduler = build_scheduler(ctx, blocking=True)
 
     def _stop(signum, _frame):

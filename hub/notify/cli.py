@@ -8,36 +8,10 @@ once: each message is claimed by one drain only.
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 
 import click
-
-
-def _context(config_path: str | None, now: str | None):
-    from hub.clock import FixedClock, parse_rfc3339
-    from hub.config import load_settings
-    from hub.context import HubContext
-    from hub.errors import ConfigError
-    from hub.notify.gateways import make_gateway
-
-    # `hub --config X sms drain` keeps X in the root command's object.
-    root = click.get_current_context().find_root().obj
-    if config_path is None and isinstance(root, dict):
-        config_path = root.get("config")
-    try:
-        clock = FixedClock(parse_rfc3339(now)) if now else None
-    except ValueError:
-        click.echo(f"hub: --now {now!r} is not a time; write it like 2026-11-22T10:00:00Z", err=True)
-        sys.exit(2)
-    try:
-        settings = load_settings(config_path)
-        gateway = make_gateway(dataclasses.asdict(settings.sms))
-    except ConfigError as exc:
-        click.echo(f"hub: {exc.message}", err=True)
-        sys.exit(2)
-    return HubContext.build(settings, gateway=gateway, clock=clock)
 
 
 @click.group("sms", help="The SMS outbox.")
@@ -59,7 +33,9 @@ def drain_command(once: bool, config_path: str | None, limit: int, now: str | No
     if now and not once:
         click.echo("hub: --now only makes sense with --once", err=True)
         sys.exit(2)
-    ctx = _context(config_path, now)
+    from hub.cli_context import command_context
+
+    ctx = command_context(config_path, now_text=now)
     try:
         while True:
             report = drain_all(ctx.sessions, ctx.gateway, ctx.clock.now(), settings=ctx.settings, limit=limit)

@@ -18,26 +18,12 @@ from hub.packets import (
     UnsupportedVersion,
     b64u_decode,
     b64u_encode,
-    generate_keyring,
     open_packet,
     packet_sha256,
     parse_packet,
     seal,
 )
 from hub.packets.testing import assemble, header_for, resign
-
-NOW = "2026-11-22T10:00:00Z"
-
-
-@pytest.fixture(scope="module")
-def police():
-    return generate_keyring("pp-ahtjp", created_at=NOW)
-
-
-@pytest.fixture(scope="module")
-def shelter():
-    return generate_keyring("pp-shelter-a", created_at=NOW)
-
 
 @pytest.fixture(scope="module")
 def wire(police, shelter):

@@ -27,16 +27,6 @@ from hub.packets.testing import assemble, referral_body
 NOW = "2026-11-22T10:00:00Z"
 
 
-@pytest.fixture(scope="module")
-def police():
-    return generate_keyring("pp-ahtjp", created_at=NOW)
-
-
-@pytest.fixture(scope="module")
-def shelter():
-    return generate_keyring("pp-shelter-a", created_at=NOW)
-
-
 def sealed(police, shelter, **kw):
     return seal(referral_body(), sender=police[0], recipient=shelter[1],
                 referral_id=kw.pop("referral_id", str(uuid.uuid4())), **kw)

@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.packets import (
     MemorySeenPacketIds,
-    generate_keyring,
     open_packet,
     parse_packet,
     seal,
@@ -19,16 +17,6 @@ from hub.packets import (
 from hub.packets.testing import referral_body
 
 NOW = "2026-11-22T10:00:00Z"
-
-
-@pytest.fixture(scope="module")
-def police():
-    return generate_keyring("pp-ahtjp", created_at=NOW)
-
-
-@pytest.fixture(scope="module")
-def shelter():
-    return generate_keyring("pp-shelter-a", created_at=NOW)
 
 
 def test_shelter_reads_the_referral_the_police_sealed(police, shelter):

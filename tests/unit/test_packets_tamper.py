@@ -31,16 +31,6 @@ NOW = "2026-11-22T10:00:00Z"
 
 
 @pytest.fixture(scope="module")
-def police():
-    return generate_keyring("pp-ahtjp", created_at=NOW)
-
-
-@pytest.fixture(scope="module")
-def shelter():
-    return generate_keyring("pp-shelter-a", created_at=NOW)
-
-
-@pytest.fixture(scope="module")
 def packet(police, shelter):
     return parse_packet(seal(referral_body(), sender=police[0], recipient=shelter[1], referral_id=str(uuid.uuid4())))
 
