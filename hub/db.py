@@ -64,7 +64,12 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with the hub's pragmas: SQLite in WAL mode with foreign keys on."""
+    """An engine with the hub's pragmas: SQLite in WAL mode with foreign keys on.
+
+    Bound parameters are kept out of error messages and SQL logs: a decline reason or a
+    phone number must not reach a log through a database error.
+    """
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
         engine = sa.create_engine(url, **kwargs)

@@ -80,3 +80,23 @@ class ConfigError(HubError):
 
     status = 500
     code = "config_error"
+
+
+def log_failure(logger, message: str, *args) -> None:
+    """Log the exception being handled with its frames and type, but not its text.
+
+    Exception texts can carry data: PostgreSQL's "Failing row contains (...)", a
+    value echoed by a library. The frames say where it failed; the type says what.
+    Call it inside an ``except`` block instead of ``logger.exception``.
+    """
+    import sys
+    import traceback
+
+    exc = sys.exc_info()[1]
+    if exc is None:
+        logger.error(message, *args)
+        return
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    kind = type(exc).__name__ + (f" (SQLSTATE {sqlstate})" if sqlstate else "")
+    logger.error(message + " [%s]\nTraceback, message withheld:\n%s", *args, kind, frames)

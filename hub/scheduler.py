@@ -12,6 +12,8 @@ import dataclasses
 import logging
 from typing import Any
 
+from hub.errors import log_failure
+
 log = logging.getLogger("hub.scheduler")
 
 SWEEP_JOB = "escalation-sweep"
@@ -33,7 +35,7 @@ def run_sweep(ctx) -> Any:
     try:
         return sweep(ctx.sessions, ctx.clock.now(), settings=ctx.settings)
     except Exception:
-        log.exception("escalation sweep failed; the next tick tries again")
+        log_failure(log, "escalation sweep failed; the next tick tries again")
         return None
 
 
@@ -44,7 +46,7 @@ def run_drain(ctx) -> Any:
     try:
         return drain_all(ctx.sessions, _gateway(ctx), ctx.clock.now(), settings=ctx.settings)
     except Exception:
-        log.exception("outbox drain failed; the next tick tries again")
+        log_failure(log, "outbox drain failed; the next tick tries again")
         return None
 
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hub.errors import HubError
+from hub.errors import HubError, log_failure
 from hub.packets import PacketError
 
 log = logging.getLogger("hub.http")
@@ -50,5 +50,5 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         # Never echo the exception: it may carry request data.
-        log.exception("unhandled error on %s %s", request.method, request.url_rule)
+        log_failure(log, "unhandled error on %s %s", request.method, request.url_rule)
         return envelope(500, "internal_error", "the hub failed; the error is logged with this request's time")

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.config import Policy
 from hub.db import skip_locked
+from hub.errors import log_failure
 from hub.directory.models import Agency, Contact
 from hub.notify import service as notify
 from hub.referrals.models import OPEN_STATES, Referral
@@ -493,10 +494,10 @@ def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings,
                             claimed=claimed)
         except Exception:
             if not claimed:  # the claim itself failed (database down): try again next tick
-                log.exception("escalation sweep could not claim due referrals")
+                log_failure(log, "escalation sweep could not claim due referrals")
                 report.errors += 1
                 break
-            log.exception("escalation sweep batch failed; retrying its referrals one by one")
+            log_failure(log, "escalation sweep batch failed; retrying its referrals one by one")
             batch = SweepReport()
             _one_by_one(session_factory, now, settings=settings, ids=claimed, broken=broken, report=batch)
         for name in ("claimed", "steps", "messages", "alerts", "errors"):
@@ -524,7 +525,7 @@ def _one_by_one(session_factory, now, *, settings, ids: list[str], broken: set[s
                 apply(session, result)
             report.add(result)
         except Exception:
-            log.exception("escalation failed for referral=%s; left due for the next sweep", referral_id)
+            log_failure(log, "escalation failed for referral=%s; left due for the next sweep", referral_id)
             broken.add(referral_id)
             report.errors += 1
 

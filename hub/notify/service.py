@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
 from hub.db import UTCDateTime, all_models, skip_locked
-from hub.errors import NotFound
+from hub.errors import NotFound, log_failure
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
 from hub.notify.sms import render_sms
@@ -541,7 +541,7 @@ def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.d
         except GatewayError as exc:
             result, error = None, exc
         except Exception as exc:  # a gateway bug: keep the message and try again later
-            log.exception("sms gateway raised %s for message=%s", type(exc).__name__, claim.id)
+            log_failure(log, "sms gateway raised %s for message=%s", type(exc).__name__, claim.id)
             result, error = None, GatewayError(f"the gateway failed unexpectedly ({type(exc).__name__})", True)
 
         if error is None:

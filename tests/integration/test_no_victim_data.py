@@ -36,3 +36,23 @@ def test_body_strings_are_in_no_table(client, network, db, settings):
         for needle in needles:
             assert needle.encode() not in raw
             assert needle.encode("utf-16-le") not in raw
+
+
+
+def test_database_errors_reach_the_log_without_values(engine, caplog):
+    """A failed statement is logged with its type and frames; neither the bound values nor the
+    database's own echo of the row ("Failing row contains ...") reach the log."""
+    import logging
+
+    from hub.errors import log_failure
+
+    secret = "CANARY-" + secrets.token_hex(6)
+    log = logging.getLogger("hub.test")
+    with caplog.at_level(logging.ERROR, logger="hub.test"):
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO agency (id) VALUES (:v)"), {"v": secret})
+        except sa.exc.DBAPIError:
+            log_failure(log, "insert failed")
+    assert "IntegrityError" in caplog.text and "insert failed" in caplog.text
+    assert secret not in caplog.text
