@@ -101,3 +101,37 @@ def submit(client, network):
         return resp.get_json()
 
     return _submit
+
+
+def add_contact(db, agency: str, phone: str, *, lang: str = "en", role: str = "caseworker",
+                duty: bool = False) -> int:
+    """An SMS contact of ``agency`` (fictional name, reserved-range number); returns its id."""
+    from hub.directory.models import Contact
+
+    with db() as session, session.begin():
+        contact = Contact(agency_id=agency, name="Fictional Contact", phone=phone, lang=lang, duty=duty, role=role,
+                          active=True)
+        session.add(contact)
+        session.flush()
+        return contact.id
+
+
+def run_at_once(count: int, work) -> tuple[list, list]:
+    """Call ``work(i)`` in ``count`` threads released together; returns (results, errors)."""
+    import threading
+
+    start, results, errors = threading.Barrier(count), [], []
+
+    def worker(i):
+        try:
+            start.wait()
+            results.append(work(i))
+        except Exception as exc:  # collected for the test to assert on
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, errors

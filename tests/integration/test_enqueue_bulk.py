@@ -4,9 +4,10 @@ Every test runs on SQLite and on PostgreSQL (where many rows go in one INSERT ..
 """
 from __future__ import annotations
 
-import threading
 
 import pytest
+
+from tests.factories import run_at_once
 import sqlalchemy as sa
 
 from hub.directory.models import Contact
@@ -138,23 +139,12 @@ def test_outbox_batch_writes_nothing_until_flushed(db, settings, clock, contact,
 
 
 def test_parallel_bulk_enqueue_of_the_same_keys_stores_one_row_each(db, settings, clock):
-    start = threading.Barrier(4)
-    results, errors = [], []
+    def work(i):
+        with db() as session, session.begin():
+            return enqueue_many(session, [row(f"k{n}", by=f"agency-{i}") for n in range(20)],
+                                now=clock.now(), settings=settings)
 
-    def worker(i):
-        try:
-            start.wait()
-            with db() as session, session.begin():
-                results.append(enqueue_many(session, [row(f"k{n}", by=f"agency-{i}") for n in range(20)],
-                                            now=clock.now(), settings=settings))
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_at_once(4, work)
 
     assert errors == []
     assert sum(results) == 20

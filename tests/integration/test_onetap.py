@@ -10,28 +10,19 @@ import pytest
 import sqlalchemy as sa
 
 from hub.audit.models import AuditEntry
-from hub.directory.models import Agency, Contact
+from hub.directory.models import Agency
 from hub.notify.gateways import ConsoleGateway
 from hub.notify.models import AckToken, OutboxMessage
 from hub.notify.service import drain_all, enqueue, issue_ack_token, onetap_link, void_ack_tokens
 from hub.referrals.models import Referral
-from tests.factories import fictional_body
+from tests.factories import add_contact, fictional_body
 
 NO_LONGER_VALID = "This link is no longer valid"
 
 
-def add_contact(db, agency: str, phone: str, *, lang: str = "en", role: str = "caseworker") -> int:
-    with db() as session, session.begin():
-        contact = Contact(agency_id=agency, name="Fictional Contact", phone=phone, lang=lang, duty=True, role=role,
-                          active=True)
-        session.add(contact)
-        session.flush()
-        return contact.id
-
-
 @pytest.fixture
 def contact(db, network) -> int:
-    return add_contact(db, "pp-shelter-a", "+447700900401")
+    return add_contact(db, "pp-shelter-a", "+447700900401", duty=True)
 
 
 def token_for(db, clock, referral_id: str, contact_id: int, clock_name: str = "ack") -> str:
@@ -161,7 +152,7 @@ def test_taken_by_someone_else_shows_who_and_changes_nothing(client, db, clock, 
 
 
 def test_khmer_contact_reads_khmer_first(client, db, clock, network, submit):
-    contact = add_contact(db, "pp-shelter-a", "+447700900402", lang="km")
+    contact = add_contact(db, "pp-shelter-a", "+447700900402", lang="km", duty=True)
     raw = token_for(db, clock, submit()["id"], contact)
     html = page(client.get(f"/a/{raw}"))
     assert '<html lang="km">' in html

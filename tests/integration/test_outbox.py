@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import datetime as dt
-import threading
 from collections import Counter
 
 import pytest
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from hub.notify.gateways import ConsoleGateway, TwilioGateway
 from hub.notify.models import Alert, OutboxMessage
 from hub.notify.service import LEASE, MAX_ATTEMPTS, drain, drain_all, enqueue
+from tests.factories import run_at_once
 
 TO = "+447700900123"  # Ofcom's drama range: nobody's phone
 
@@ -239,25 +239,14 @@ def test_parallel_drains_send_each_message_once(db, settings, clock, fake_twilio
     count = 120
     for i in range(count):
         queue(db, settings, clock, f"k{i}", by=f"agency-{i}")
-    start = threading.Barrier(4)
-    reports, errors = [], []
-
-    def worker():
+    def work(_i):
         # One gateway per drain, as in separate `hub scheduler` processes (the SDK's HTTP client
         # keeps its last response on the instance, so one client must not send from two threads).
         gateway = TwilioGateway(fake_twilio.account_sid, fake_twilio.auth_tokens,
                                 from_number=fake_twilio.phone_number, api_base=fake_twilio.base_url)
-        try:
-            start.wait()
-            reports.append(drain_all(db, gateway, clock.now(), settings=settings, limit=7))
-        except Exception as exc:  # shown by the assertion below
-            errors.append(exc)
+        return drain_all(db, gateway, clock.now(), settings=settings, limit=7)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    reports, errors = run_at_once(4, work)
 
     assert errors == []
     assert sum(r.sent for r in reports) == count
@@ -269,21 +258,7 @@ def test_parallel_drains_send_each_message_once(db, settings, clock, fake_twilio
 
 
 def test_parallel_enqueue_of_one_key_stores_one_row(db, settings, clock):
-    start = threading.Barrier(4)
-    results, errors = [], []
-
-    def worker(i):
-        try:
-            start.wait()
-            results.append(queue(db, settings, clock, "the-same-key", by=f"agency-{i}"))
-        except Exception as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results, errors = run_at_once(4, lambda i: queue(db, settings, clock, "the-same-key", by=f"agency-{i}"))
 
     assert errors == []
     assert sum(r is not None for r in results) == 1

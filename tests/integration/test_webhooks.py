@@ -13,11 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from hub.audit.models import AuditEntry
-from hub.directory.models import Agency, Contact
+from hub.directory.models import Agency
 from hub.notify.models import Alert, OutboxMessage
 from hub.notify.service import drain, enqueue
 from hub.notify.sms import render_sms
 from hub.referrals.models import Referral
+from tests.factories import add_contact
 
 PUBLIC = "https://hub.example.org"
 INBOUND = f"{PUBLIC}/webhooks/twilio/sms"
@@ -63,15 +64,6 @@ def post_to_client(client):
         return client.post(url[len(PUBLIC):], data=dict(params), headers=dict(headers)).status_code
 
     return poster
-
-
-def add_contact(db, agency: str, phone: str, *, lang: str = "en", role: str = "caseworker") -> int:
-    with db() as session, session.begin():
-        contact = Contact(agency_id=agency, name="Fictional Contact", phone=phone, lang=lang, duty=False, role=role,
-                          active=True)
-        session.add(contact)
-        session.flush()
-        return contact.id
 
 
 @pytest.fixture
