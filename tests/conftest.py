@@ -18,8 +18,9 @@ import sqlalchemy as sa
 
 from hub.clock import FixedClock
 from hub.config import load_settings
-from hub.db import Base, all_models, make_engine, make_sessionmaker
+from hub.db import all_models, make_engine, make_sessionmaker
 from hub.migrations import upgrade
+from tests.dbreset import empty_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.timezone.utc)
@@ -90,10 +91,7 @@ def database_url(request, tmp_path):
         shutil.copy(request.getfixturevalue("_sqlite_template"), path)
         yield f"sqlite:///{path}"
     else:
-        engine = request.getfixturevalue("_pg_engine")
-        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        empty_postgres(request.getfixturevalue("_pg_engine"))
         yield request.getfixturevalue("pg_url")
 
 

@@ -19,3 +19,21 @@ def test_upgrade_twice_is_harmless(settings):
 
     upgrade(settings.database_url)
     upgrade(settings.database_url)
+
+
+def test_audit_log_refuses_update_and_delete(engine, db, clock):
+    """Nobody, not even code with database access, rewrites or removes an audit entry."""
+    import pytest
+    import sqlalchemy as sa
+
+    from hub.audit.models import AuditEntry
+    from hub.audit.service import record
+
+    with db() as s, s.begin():
+        record(s, at=clock.now(), actor="hub", action="test.entry")
+    for statement in ("UPDATE audit_entry SET action = 'rewritten'", "DELETE FROM audit_entry"):
+        with pytest.raises(sa.exc.DBAPIError) as caught, engine.begin() as conn:
+            conn.execute(sa.text(statement))
+        assert "append-only" in str(caught.value.orig)
+    with db() as s:
+        assert [e.action for e in s.scalars(sa.select(AuditEntry))] == ["test.entry"]

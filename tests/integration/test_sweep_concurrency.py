@@ -19,12 +19,13 @@ import sqlalchemy as sa
 
 from hub.clock import FixedClock, rfc3339
 from hub.config import load_settings
-from hub.db import Base, make_engine, make_sessionmaker, session_scope
+from hub.db import make_engine, make_sessionmaker, session_scope
 from hub.directory import service as directory
 from hub.escalation.service import deadline, sweep
 from hub.notify.models import AckToken, Alert, OutboxMessage
 from hub.referrals.models import Referral
 from tests.conftest import ROOT, T0
+from tests.dbreset import empty_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -68,9 +69,7 @@ time.sleep(600)
 @pytest.fixture
 def pg(tmp_path, pg_url, _pg_engine):
     """Settings and sessions on an emptied PostgreSQL test database, with the demo directory loaded."""
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with _pg_engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    empty_postgres(_pg_engine)
     cfg = tmp_path / "config.toml"
     text = (ROOT / "config.toml").read_text()
     text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "instance"}"')
