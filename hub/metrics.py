@@ -44,8 +44,19 @@ class TableCollector:
                 oldest = oldest.replace(tzinfo=now.tzinfo)
             yield GaugeMetricFamily("refhub_outbox_oldest_age_seconds", "Age of the oldest unsent message",
                                     value=(now - oldest).total_seconds() if oldest else 0.0)
-            alerts = s.scalar(sa.select(sa.func.count()).select_from(Alert).where(Alert.resolved_at.is_(None)))
-            yield GaugeMetricFamily("refhub_alerts_open", "Coordinator alerts not yet resolved", value=alerts or 0)
+            steps = GaugeMetricFamily("refhub_escalation_texts", "Ladder texts queued, by clock and step",
+                                      labels=["clock", "step"])
+            for clock, step, n in s.execute(
+                    sa.select(OutboxMessage.clock, OutboxMessage.step, sa.func.count())
+                    .where(OutboxMessage.step.is_not(None)).group_by(OutboxMessage.clock, OutboxMessage.step)):
+                steps.add_metric([clock or "", str(step)], n)
+            yield steps
+            alerts = GaugeMetricFamily("refhub_alerts_open", "Coordinator alerts not yet resolved, by kind",
+                                       labels=["kind"])
+            for kind, n in s.execute(sa.select(Alert.kind, sa.func.count()).where(Alert.resolved_at.is_(None))
+                                     .group_by(Alert.kind)):
+                alerts.add_metric([kind], n)
+            yield alerts
 
 
 @metrics_bp.get("/metrics")

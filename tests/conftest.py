@@ -141,12 +141,3 @@ def app(settings, engine, clock):
 def client(app):
     return app.test_client()
 
-
-@pytest.fixture
-def project_root() -> Path:
-    return ROOT
-
-
-def copy_project_file(src: str, dst: Path) -> Path:
-    shutil.copy(ROOT / src, dst)
-    return dst

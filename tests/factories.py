@@ -135,3 +135,24 @@ def run_at_once(count: int, work) -> tuple[list, list]:
     for thread in threads:
         thread.join()
     return results, errors
+
+
+# Words of a body that are routing metadata by design (needs) or a role, not personal data.
+NOT_SECRET = {"shelter", "medical", "officer"}
+
+
+def body_secrets(body, marker: str) -> set[str]:
+    """Every string (and number) of a referral body that must never leave the packet, plus ``marker``."""
+    def walk(value):
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from walk(v)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield json.dumps(value)
+
+    return {s for s in walk(body) if len(s) >= 4} - NOT_SECRET | {marker}

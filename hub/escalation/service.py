@@ -37,16 +37,6 @@ CLOCK_FOR_STATE = {"sent": "ack", "acknowledged": "decide", "accepted": "arrive"
 # What the recipient is asked to do while each clock runs (the new_referral template's ``action``).
 ACTION_FOR_CLOCK = {"ack": "acknowledge", "decide": "decide", "arrive": "confirm_arrival"}
 RECIPIENT_TARGETS = ("recipient.duty", "recipient.all")
-COORDINATOR_TARGETS = ("coordinator.province", "coordinator.national")
-
-try:  # the overdue alert "shows in the metrics": process-local counters, scraped by /metrics
-    from prometheus_client import Counter
-
-    STEPS_FIRED = Counter("refhub_escalation_steps", "Escalation ladder steps fired", ["clock", "step"])
-    OVERDUE_ALERTS = Counter("refhub_escalation_overdue_alerts", "Referrals past due by more than alert_after")
-except (ImportError, ValueError):  # pragma: no cover - prometheus_client missing or registered twice
-    STEPS_FIRED = OVERDUE_ALERTS = None
-
 
 # -- timing (see docs/design-notes.md "Ladder timing") ---------------------------------------------
 
@@ -252,8 +242,6 @@ def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int
                       referral_id=referral.id, clock=clock, step=step, repeat=repeat)
     if outbox is None:
         batch.flush()
-    if STEPS_FIRED is not None:
-        STEPS_FIRED.labels(clock=clock, step=str(step)).inc()
     log.info("escalation fired referral=%s clock=%s step=%d repeat=%d contacts=%d",
              referral.id, clock, step, repeat, len(contacts))
     return len(contacts)
@@ -268,8 +256,6 @@ def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, tar
                                dedupe_key=f"overdue:{referral.id}:{referral.clock}", now=now)
     if alert is None:
         return 0
-    if OVERDUE_ALERTS is not None:
-        OVERDUE_ALERTS.inc()
     log.warning("escalation overdue referral=%s clock=%s", referral.id, referral.clock)
     contacts = targets.resolve(referral, "coordinator.province") or targets.resolve(referral, "coordinator.national")
     batch = outbox if outbox is not None else notify.OutboxBatch(session, now=now, settings=settings)

@@ -7,7 +7,6 @@ earlier checks pass, which a real sender would never produce.
 from __future__ import annotations
 
 import hashlib
-import json
 
 from .encoding import b64u_encode, compact_json
 from .keys import KeyRing, PublicKey
@@ -88,6 +87,3 @@ def header_for(sender: KeyRing, recipient_agency: str, recipient_kid: str, **fie
     values.update(fields)
     return build_header(**values)
 
-
-def wire_json(wire: bytes) -> dict:
-    return json.loads(wire)

@@ -41,6 +41,18 @@ def test_metrics_count_referrals_and_texts(client, network, submit, clock):
     text = client.get("/metrics").text
     assert _value(text, "refhub_referrals_overdue") == 1
     assert _value(text, "refhub_outbox_oldest_age_seconds") == 45 * 60
+    assert _value(text, "refhub_escalation_texts", '{clock="ack",step="0"}') >= 1
+
+
+def test_metrics_show_overdue_alerts_and_escalation_steps(client, network, submit, clock, db, settings):
+    from hub.escalation.service import sweep
+
+    submit(urgency="urgent")
+    clock.advance(minutes=40)  # past ack_within (30 min) and alert_after (5 min)
+    sweep(db, clock.now(), settings=settings)
+    text = client.get("/metrics").text
+    assert _value(text, "refhub_alerts_open", '{kind="overdue"}') == 1
+    assert _value(text, "refhub_escalation_texts", '{clock="ack",step="1"}') >= 1
 
 
 def test_referral_page_needs_sign_in(client, submit):
