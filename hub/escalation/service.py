@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from hub.config import Policy
 from hub.db import skip_locked
@@ -544,6 +544,7 @@ def open_escalations(session: Session, principal, now: dt.datetime, *, limit: in
     stmt = (sa.select(Referral)
             .where(Referral.status.in_(OPEN_STATES), Referral.clock.is_not(None),
                    sa.or_(Referral.deadline_at <= now, Referral.step >= 1))
+            .options(selectinload(Referral.events))  # the metadata's history, in one query
             .order_by(Referral.deadline_at.desc(), Referral.id).limit(limit).offset(offset))
     rows = list(session.scalars(_in_scope(stmt, national, province)))
     return [(r, c) for r, c in zip(rows, notified_counts(session, rows))]

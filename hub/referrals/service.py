@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from hub import packets
 from hub.accounts import access
@@ -310,7 +310,9 @@ def list_for(session: Session, principal: access.Principal, *, box: str, status:
     stmt = sa.select(Referral).where(column == principal.agency_id)
     if status:
         stmt = stmt.where(Referral.status == status)
-    stmt = stmt.order_by(Referral.created_at.desc(), Referral.id).limit(limit).offset(offset)
+    # The history goes with every row of the list: load it in one query, not one per referral.
+    stmt = (stmt.options(selectinload(Referral.events))
+            .order_by(Referral.created_at.desc(), Referral.id).limit(limit).offset(offset))
     return list(session.scalars(stmt))
 
 
