@@ -40,7 +40,7 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
     from hub.api.errors import register_error_handlers
     from hub.health import health_bp
     from hub.metrics import metrics_bp
-    from hub.notify.views import notify_bp
+    from hub.web.sms import notify_bp
     from hub.web.views import web_bp
 
     csrf = CSRFProtect(app)

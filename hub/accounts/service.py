@@ -193,7 +193,7 @@ def add_user(session: Session, *, agency_id: str | None, role: str, name: str, u
     of it, so the user's password will unlock it; without, the user signs in but cannot
     open packets until an agency admin invites them again with the key ring.
     """
-    from hub.notify.phones import normalize_phone
+    from hub.phones import normalize_phone
 
     if role not in ROLES:
         raise BadInput(f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_field")

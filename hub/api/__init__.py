@@ -6,4 +6,4 @@ from flask import Blueprint
 api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from hub.api import agencies, openapi, referrals  # noqa: E402,F401  (routes register on import)
-from hub.escalation import views as _escalation_views  # noqa: E402,F401
+from hub.api import escalations as _escalations  # noqa: E402,F401

@@ -39,7 +39,7 @@ def _reason() -> dict:
 
 
 def document() -> dict:
-    from hub.escalation.views import OPENAPI_PATHS
+    from hub.api.escalations import OPENAPI_PATHS
 
     packet = {"type": "object", "additionalProperties": False, "required": ["v", "header", "ct", "sig"],
               "properties": {"v": {"const": "refhub/v1"}, "header": {"type": "string"},

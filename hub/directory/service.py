@@ -23,7 +23,7 @@ from hub.audit.service import record as audit
 from hub.clock import Clock, parse_rfc3339, rfc3339
 from hub.directory.models import AGENCY_KINDS, Agency, AgencyKey, Contact
 from hub.errors import BadInput, Conflict, Invalid, NotFound
-from hub.notify.phones import InvalidPhone, normalize_phone
+from hub.phones import InvalidPhone, normalize_phone
 
 SERVICES = ("shelter", "medical", "psychosocial", "legal", "repatriation", "family_tracing", "interpreter",
             "investigation", "coordination")

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from hub import packets
-from hub.client import client as client_cli
+from hub.cli.client import client as client_cli
 from tests.factories import FAST_KDF, fictional_body
 from tests.livehub import LiveHub
 

@@ -17,7 +17,7 @@ from hub.db import session_scope
 from hub.directory import service as directory
 from hub.directory.models import Agency, AgencyKey, Contact
 from hub.errors import BadInput, Conflict, Invalid, NotFound
-from hub.notify.phones import InvalidPhone
+from hub.phones import InvalidPhone
 from tests.factories import FAST_KDF
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-import hub.escalation.views  # noqa: F401  (registers the /escalations routes before any app exists)
+import hub.api.escalations  # noqa: F401  (registers the /escalations routes before any app exists)
 from hub.db import session_scope
 from hub.directory.models import Contact
 from hub.escalation.notifier import LadderNotifier
@@ -411,7 +411,7 @@ def test_take_is_refused_outside_the_province_and_for_closed_referrals(client, d
 def test_hub_escalate_once_sweeps_as_if_at_now(db, submit, settings):
     from click.testing import CliRunner
 
-    from hub.escalation.cli import escalate_command
+    from hub.cli.scheduling import escalate_command
 
     ref = submit(urgency="urgent")
     env = {"HUB_DATABASE_URL": settings.database_url, "HUB_SECRET_KEY": settings.secret_key}
@@ -439,7 +439,7 @@ def test_creating_the_app_as_gunicorn_does_starts_no_scheduler(settings, monkeyp
 
 
 def test_the_embedded_scheduler_sweeps_every_tick(app, db, submit, settings, clock):
-    from hub.escalation.cli import start_embedded_scheduler
+    from hub.cli.scheduling import start_embedded_scheduler
     from hub.notify.gateways import ConsoleGateway
     import io
 
@@ -465,7 +465,7 @@ def test_hub_scheduler_stops_cleanly_on_sigterm(db, submit, settings):
 
     ref = submit(urgency="urgent")
     env = dict(os.environ, HUB_DATABASE_URL=settings.database_url, HUB_SECRET_KEY=settings.secret_key)
-    code = "import sys; from hub.escalation.cli import scheduler_command; scheduler_command(sys.argv[1:])"
+    code = "import sys; from hub.cli.scheduling import scheduler_command; scheduler_command(sys.argv[1:])"
     proc = subprocess.Popen([sys.executable, "-c", code, "--config", str(settings.config_path)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

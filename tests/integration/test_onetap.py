@@ -174,7 +174,7 @@ def test_sms_console_lists_the_demo_texts_newest_first(client, db, settings, clo
 
 def test_sms_console_is_not_there_outside_the_demo(settings, engine, clock):
     from hub import create_app
-    from hub.notify.views import notify_bp
+    from hub.web.sms import notify_bp
 
     production = dataclasses.replace(settings, mode="production")
     app = create_app(production, engine=engine, clock=clock)

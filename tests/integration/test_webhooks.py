@@ -41,7 +41,7 @@ def settings(settings, fake_twilio):
 def make_app(settings, engine, clock, gateway):
     from hub import create_app
     from hub.escalation.notifier import LadderNotifier
-    from hub.notify.views import notify_bp
+    from hub.web.sms import notify_bp
 
     app = create_app(settings, engine=engine, clock=clock, gateway=gateway, notifier=LadderNotifier(settings))
     app.config["TESTING"] = True

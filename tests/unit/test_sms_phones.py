@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from hub.errors import Invalid
-from hub.notify.phones import InvalidPhone, normalize_phone
+from hub.phones import InvalidPhone, normalize_phone
 
 
 @pytest.mark.parametrize("text", ["+855 12 345 678", "+85512345678", "012 345 678", "012345678",

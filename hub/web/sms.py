@@ -23,7 +23,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from hub.audit.service import record as audit
 from hub.context import current, db
 from hub.errors import Conflict, Forbidden, NotFound
-from hub.notify import inbound
+from hub.web import sms_replies as inbound
 from hub.notify.models import OutboxMessage
 from hub.notify.service import find_ack_token, record_status, use_ack_token, void_ack_tokens
 from hub.notify.signatures import validate_twilio_request

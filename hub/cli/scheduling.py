@@ -32,7 +32,7 @@ _CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False
 @_CONFIG
 def escalate_command(once: bool, now_text: str | None, limit: int, config_path: str | None) -> None:
     """Run one escalation sweep and print its report as one line of JSON."""
-    from hub.cli_context import command_context
+    from hub.cli.context import command_context
     from hub.clock import rfc3339
     from hub.escalation.service import sweep
 
@@ -56,7 +56,7 @@ def scheduler_command(config_path: str | None) -> None:
     """Run the escalation sweep and the outbox drain every escalation.tick until SIGTERM or Ctrl-C."""
     from hub.scheduler import build_scheduler
 
-    from hub.cli_context import command_context
+    from hub.cli.context import command_context
 
     ctx = command_context(config_path)
     scheduler = build_scheduler(ctx, blocking=True)

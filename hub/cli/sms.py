@@ -33,7 +33,7 @@ def drain_command(once: bool, config_path: str | None, limit: int, now: str | No
     if now and not once:
         click.echo("hub: --now only makes sense with --once", err=True)
         sys.exit(2)
-    from hub.cli_context import command_context
+    from hub.cli.context import command_context
 
     ctx = command_context(config_path, now_text=now)
     try:

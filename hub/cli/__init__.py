@@ -220,7 +220,7 @@ def serve_cmd(host: str, port: int) -> None:
     """Run the development server (the embedded demo)."""
     from hub import create_app
 
-    from hub.escalation.cli import start_embedded_scheduler
+    from hub.cli.scheduling import start_embedded_scheduler
 
     app = create_app(_settings())
     # One in-process scheduler for the embedded demo; gunicorn workers never start one (wsgi.py).
@@ -401,9 +401,9 @@ def tokens_revoke(token_id: int) -> None:
 
 def _register_commands() -> None:
     """Command groups that live beside their domain."""
-    from hub.client import client
-    from hub.escalation.cli import escalate_command, scheduler_command
-    from hub.notify.cli import sms
+    from hub.cli.client import client
+    from hub.cli.scheduling import escalate_command, scheduler_command
+    from hub.cli.sms import sms
 
     for command in (client, escalate_command, scheduler_command, sms):
         main.add_command(command)

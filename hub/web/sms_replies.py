@@ -20,7 +20,7 @@ from hub.clock import FixedClock
 from hub.directory.models import Agency, Contact
 from hub.errors import BadInput, Conflict, Forbidden, HubError, Invalid, NotFound
 from hub.notify.commands import Command, parse_command
-from hub.notify.phones import InvalidPhone, normalize_phone
+from hub.phones import InvalidPhone, normalize_phone
 from hub.notify.sms import render_sms
 
 UNKNOWN_ACTOR = "unknown-number"
