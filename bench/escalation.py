@@ -32,7 +32,8 @@ import sqlalchemy as sa
 from hub.clock import FixedClock, SystemClock
 from hub.config import load_settings
 from hub.context import HubContext
-from hub.db import create_all, make_engine, make_sessionmaker, session_scope
+from hub.db import make_engine, make_sessionmaker, session_scope
+from hub.models import create_all
 from hub.directory import service as directory
 from hub.escalation.service import deadline, step_due_at, sweep
 from hub.notify import service as notify

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from hub.clock import FixedClock
 from hub.config import load_settings
-from hub.db import all_models, make_engine, make_sessionmaker
+import hub.models  # noqa: F401  (every table in the metadata)
+from hub.db import make_engine, make_sessionmaker
 from hub.migrations import upgrade
 from tests.dbreset import empty_postgres
 
@@ -28,8 +29,6 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 pytest_plugins = ["tests.factories", "tests.conftest_twilio"]
 
-
-all_models()
 
 
 def _pg_admin_url() -> tuple[str | None, str]:

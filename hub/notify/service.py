@@ -29,14 +29,14 @@ import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
-from hub.db import UTCDateTime, all_models, skip_locked
+from hub.db import UTCDateTime, skip_locked
 from hub.errors import NotFound, log_failure
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
@@ -385,28 +385,21 @@ def raise_alert(session: Session, *, kind: str, referral_id: str | None, provinc
     return _attach(session, Alert, alert_id, values)
 
 
-def _referral_province(session: Session, referral_id: str | None) -> str | None:
-    if referral_id is None:
-        return None
-    from hub.referrals.models import Referral  # the table only; notify does not use the lifecycle
-
-    return session.scalar(sa.select(Referral.province).where(Referral.id == referral_id))
+FailedHook = Callable[[Session, OutboxMessage, dt.datetime], None]
 
 
-def _message_failed(session: Session, message: OutboxMessage, now: dt.datetime) -> None:
-    """A message ended failed or undelivered: tell coordinators and let the ladder move on."""
-    raise_alert(session, kind="sms_failed", referral_id=message.referral_id,
-                province=_referral_province(session, message.referral_id),
-                dedupe_key=f"sms_failed:{message.id}", now=now)
-    try:
-        # Imported here: escalation imports notify, never the other way round at module level.
-        from hub.escalation.service import delivery_failed
-    except ImportError:
-        # The escalation engine has no delivery_failed yet: the failed row and the
-        # alert are the record it will find; the sweep's own deadline still escalates.
-        log.warning("sms failed message=%s; escalation has no delivery_failed hook", message.id)
+def _message_failed(session: Session, message: OutboxMessage, now: dt.datetime, on_failed: FailedHook | None) -> None:
+    """A message ended failed or undelivered: hand it to the layer that owns its referral.
+
+    ``on_failed`` is given at wiring time by the escalation engine (it raises the
+    coordinators' alert and moves the ladder on); notify itself knows no referral.
+    Without one, the alert is raised here, without a province.
+    """
+    if on_failed is not None:
+        on_failed(session, message, now)
         return
-    delivery_failed(session, message, now)
+    raise_alert(session, kind="sms_failed", referral_id=message.referral_id, province=None,
+                dedupe_key=f"sms_failed:{message.id}", now=now)
 
 
 # -- status changes ----------------------------------------------------------------
@@ -422,7 +415,7 @@ def advance(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
 
 
 def record_status(session: Session, nonce: str, provider_status: str, now: dt.datetime,
-                  error_code: str | None = None) -> OutboxMessage:
+                  error_code: str | None = None, on_failed: FailedHook | None = None) -> OutboxMessage:
     """A delivery report for the message with this callback nonce. NotFound for an unknown nonce."""
     stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce)
     if session.get_bind().dialect.name == "postgresql":
@@ -435,7 +428,7 @@ def record_status(session: Session, nonce: str, provider_status: str, now: dt.da
         if status in ("failed", "undelivered"):
             message.last_error = f"provider reported {status}" + (f" (error {error_code[:10]})" if error_code else "")
             log.warning("sms %s message=%s error_code=%s", status, message.id, error_code)
-            _message_failed(session, message, now)
+            _message_failed(session, message, now, on_failed)
         session.flush()
     return message
 
@@ -523,9 +516,8 @@ def _record_sent(engine: sa.Engine, claim: _Claim, provider_id: str, now: dt.dat
 
 
 def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.datetime, *, settings,
-          limit: int = 100) -> DrainReport:
+          limit: int = 100, on_failed: FailedHook | None = None) -> DrainReport:
     """Hand up to ``limit`` due messages to ``gateway``; see the module docstring for the guarantees."""
-    all_models()  # a bare `hub sms drain` has imported no other domain: the foreign keys need their tables
     claims, reclaimed = _claim(session_factory, now, limit)
     if not claims:
         return DrainReport(reclaimed=reclaimed)
@@ -569,16 +561,16 @@ def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.d
                 log.warning("sms failed message=%s attempts=%d retryable=%s", claim.id, claim.attempts,
                             error.retryable)
                 session.flush()
-                _message_failed(session, message, now)
+                _message_failed(session, message, now, on_failed)
     return DrainReport(sent=sent, retried=retried, failed=failed, reclaimed=reclaimed)
 
 
 def drain_all(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.datetime, *, settings,
-              limit: int = 100) -> DrainReport:
+              limit: int = 100, on_failed: FailedHook | None = None) -> DrainReport:
     """Drain until nothing is due at ``now``; the sum of the reports."""
     total = DrainReport()
     while True:
-        report = drain(session_factory, gateway, now, settings=settings, limit=limit)
+        report = drain(session_factory, gateway, now, settings=settings, limit=limit, on_failed=on_failed)
         total = DrainReport(*(a + b for a, b in zip(
             (total.sent, total.retried, total.failed, total.reclaimed),
             (report.sent, report.retried, report.failed, report.reclaimed))))

@@ -27,7 +27,7 @@ def enrolled(db, settings, clock):
     """The directory loaded; pp-shelter-a enrolled. Returns (sessions, ring, recovery code)."""
     with session_scope(db) as s:
         directory.sync_agencies(s, settings.agencies_dir, clock)
-        ring, code = directory.enroll_agency(s, "pp-shelter-a", clock=clock, keys_dir=settings.keys_dir,
+        ring, code = accounts.enroll_agency(s, "pp-shelter-a", clock=clock, keys_dir=settings.keys_dir,
                                              kdf_params=FAST_KDF)
     return db, ring, code
 

@@ -207,7 +207,7 @@ def test_enrolling_an_enrolled_agency_is_refused(instance, sessions):
 def test_enroll_with_export(instance, sessions, tmp_path):
     _config, env, _ = instance
     # sync only, so the agency has no keys yet
-    from hub.db import create_all
+    from hub.models import create_all
 
     engine = make_engine(env["HUB_DATABASE_URL"])
     create_all(engine)

@@ -4,13 +4,12 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from hub.db import Base, all_models
+from hub.models import metadata
 
 
 def test_migrated_schema_matches_the_models(engine):
-    all_models()
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == [], "models changed without a migration: run alembic revision --autogenerate"
 
 
