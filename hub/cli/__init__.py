@@ -20,7 +20,7 @@ from hub import create_app, migrations, packets
 from hub import demo as demo_mod
 from hub.accounts import service as accounts
 from hub.cli.client import client
-from hub.cli.context import HubCliError, HubGroup, command_context, config_option
+from hub.cli.context import HubCliError, HubCommand, HubGroup, command_context, config_option
 from hub.cli.scheduling import (
     escalate_command,
     scheduler_command,
@@ -39,7 +39,7 @@ from hub.vocabulary import (
 )
 
 
-@click.group(cls=HubGroup)
+@click.group(cls=HubCommand)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="config.toml to use (default ./config.toml or HUB_CONFIG).")
 @click.pass_context

@@ -5,6 +5,7 @@ usage or input and 1 for a failed check or a refused operation; never a tracebac
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -94,3 +95,28 @@ def command_context(*, now_text: str | None = None) -> HubContext:
         obj["hub"] = HubContext.build(load_settings(obj.get("config")), clock=clock)
         root.call_on_close(obj["hub"].engine.dispose)
     return obj["hub"]
+
+
+class HubCommand(HubGroup):
+    """The root `hub` group: a usage mistake, too, is one line on stderr and exit 2, not click's usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "hub"
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            click.echo(f"hub: {message}; see `{where} --help`", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("hub: aborted; nothing more was done", err=True)
+            sys.exit(1)
+        except EOFError:
+            click.echo("hub: no input to read (a secret was asked for); set it in the environment instead", err=True)
+            sys.exit(2)
+        sys.exit(0)
