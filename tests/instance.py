@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import tomli_w
 
@@ -38,3 +38,24 @@ def make_settings(folder: Path, database_url: str, env: Mapping[str, str] | None
     """Settings of a fresh instance in ``folder`` on ``database_url`` (a test secret key unless ``env`` says)."""
     config = write_config(folder, **overrides)
     return load_settings(config, env={"HUB_DATABASE_URL": database_url, "HUB_SECRET_KEY": "t" * 48, **(env or {})})
+
+
+def new_postgres_database(admin_url: str) -> tuple[str, Callable[[], None]]:
+    """A new, empty PostgreSQL database (no schema: `hub init` makes it) and a function that drops it."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"refhub_proc_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+    return url, drop
