@@ -339,8 +339,6 @@ def _fail_login(session: Session, user: User | None, now: dt.datetime) -> Unauth
             user.failed_logins = 0
     audit(session, at=now, actor="hub", action="login.failed",
           detail={"user_id": user.id} if user is not None else {})
-    # The caller rolls back on the error we raise; the count must survive it, or the lock-out never comes.
-    session.commit()
     return Unauthenticated(LOGIN_FAILED, code="login_failed")
 
 
@@ -350,8 +348,8 @@ def login(session: Session, username: str, password: str, *, clock: Clock,
 
     An unknown user, a wrong password and a locked account give the same error. After
     ``LOCKOUT_AFTER`` wrong passwords the account waits ``LOCKOUT_FOR``. A failed attempt
-    is committed before Unauthenticated is raised, so the count survives the caller's
-    rollback: call this at the start of a unit of work.
+    is written (count and audit entry) before Unauthenticated is raised: the face commits
+    the unit of work on that error too, or the lock-out never comes.
     """
     now = clock.now()
     user = None
@@ -363,7 +361,6 @@ def login(session: Session, username: str, password: str, *, clock: Clock,
     if user.locked_until is not None and user.locked_until > now:
         passwords.dummy_verify(password)
         audit(session, at=now, actor="hub", action="login.failed", detail={"user_id": user.id, "locked": True})
-        session.commit()
         raise Unauthenticated(LOGIN_FAILED, code="login_failed")
     if not passwords.verify_password(password, user.password_hash):
         raise _fail_login(session, user, now)

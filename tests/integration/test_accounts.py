@@ -48,8 +48,12 @@ def _member(sessions, clock, ring, username="shelter.worker"):
 
 
 def _login(sessions, clock, username="shelter.worker", password=PASSWORD):
-    with session_scope(sessions) as s:
-        return accounts.login(s, username, password, clock=clock, lifetime=LIFETIME)
+    """As the sign-in page does: the unit of work is committed whether the attempt fails or not."""
+    with sessions() as s:
+        try:
+            return accounts.login(s, username, password, clock=clock, lifetime=LIFETIME)
+        finally:
+            s.commit()
 
 
 def _login_error(sessions, clock, username, password) -> Unauthenticated:
