@@ -334,14 +334,18 @@ def onetap_link(settings, token: str) -> str:
     return f"{settings.public_base_url}/a/{token}"
 
 
-def find_ack_token(session: Session, raw: str, *, lock: bool = False) -> AckToken | None:
-    """The token if it exists and is neither used nor void; None for anything else."""
+def find_ack_token(session: Session, raw: str, *, lock: bool = False, usable: bool = True) -> AckToken | None:
+    """The token if it exists and (``usable``) is neither used nor void; None for anything else.
+
+    ``lock`` takes its row lock and reads it fresh: callers hold the referral's lock first.
+    """
     if not raw or len(raw) > 100:
         return None
-    stmt = sa.select(AckToken).where(AckToken.token_hash == _token_hash(raw), AckToken.used_at.is_(None),
-                                     AckToken.voided_at.is_(None))
+    stmt = sa.select(AckToken).where(AckToken.token_hash == _token_hash(raw))
+    if usable:
+        stmt = stmt.where(AckToken.used_at.is_(None), AckToken.voided_at.is_(None))
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return session.scalar(stmt)
 
 

@@ -401,15 +401,20 @@ class TapResult:
 
 
 def tapped(session: Session, raw_token: str) -> TapResult | None:
-    """What a one-tap link's GET shows, changing nothing: None for an unknown, used or void link."""
-    token = notify.find_ack_token(session, raw_token)
+    """What a one-tap link's GET shows, changing nothing.
+
+    None for a link the hub never sent (or to a contact no longer active). A link that
+    was sent but whose referral has moved on (answered through any face, which also
+    voids the link) shows who answered: the person holding it was texted about it.
+    """
+    token = notify.find_ack_token(session, raw_token, usable=False)
     if token is None:
         return None
     referral = session.get(Referral, token.referral_id)
     contact = session.get(Contact, token.contact_id)
     if referral is None or contact is None or not contact.active:
         return None
-    if referral.status != "sent" or referral.clock != token.clock:
+    if token.used_at or token.voided_at or referral.status != "sent" or referral.clock != token.clock:
         return TapResult("taken", referral, contact, answered_by(session, referral))
     return TapResult("open", referral, contact)
 
@@ -426,7 +431,7 @@ def acknowledge_by_token(session: Session, raw_token: str, *, now: dt.datetime,
 
 def _acknowledge_by_token(session: Session, raw_token: str, *, now: dt.datetime,
                           notifier: Notifier | None) -> TapResult | None:
-    first = notify.find_ack_token(session, raw_token)
+    first = notify.find_ack_token(session, raw_token, usable=False)
     if first is None:
         return None
     referral = _locked(session, first.referral_id)

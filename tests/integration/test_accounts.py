@@ -205,7 +205,8 @@ def test_four_failures_then_success_resets_the_count(enrolled, clock):
     _login(sessions, clock)
     for _ in range(4):
         _login_error(sessions, clock, "shelter.worker", "not the password")
-    _login(sessions, clock)  # not locked: the success in between reset the count
+    cookie, principal, _ring = _login(sessions, clock)  # not locked: the success in between reset the count
+    assert cookie and principal.user_id is not None
 
 
 # --- sessions ------------------------------------------------------------------------------------------

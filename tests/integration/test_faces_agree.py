@@ -113,7 +113,7 @@ def test_an_api_ack_after_an_sms_ack_is_a_409_that_names_the_state(client, db, n
         assert [e.state for e in events] == ["sent", "acknowledged"]
 
 
-def test_a_one_tap_after_an_sms_ack_is_no_longer_valid_and_changes_nothing(client, db, clock, network, contacts,
+def test_a_one_tap_after_an_sms_ack_says_who_took_it_and_changes_nothing(client, db, clock, network, contacts,
                                                                               fake_twilio, submit):
     ref = submit()
     duty = add_contact(db, "pp-shelter-a", "+447700900411", duty=True)
@@ -121,8 +121,8 @@ def test_a_one_tap_after_an_sms_ack_is_no_longer_valid_and_changes_nothing(clien
         raw = issue_ack_token(s, referral_id=ref["id"], clock="ack", contact_id=duty, now=clock.now())
     text(client, fake_twilio, SHELTER_A_PHONE, f"ACK {ref['code']}")
     tapped = client.post(f"/a/{raw}")
-    # The SMS stopped the ack clock, which voids its links: a void link looks like any unusable one.
-    assert tapped.status_code == 404 and "This link is no longer valid" in tapped.text
+    # The SMS stopped the ack clock and voided its links; the link's holder is told who answered.
+    assert tapped.status_code == 200 and "has been taken by Hope Shelter A" in tapped.text
     with db() as s:
         assert [e.state for e in s.get(Referral, ref["id"]).events] == ["sent", "acknowledged"]
         used = s.execute(sa.text("SELECT count(*) FROM ack_token WHERE used_at IS NOT NULL")).scalar()
