@@ -409,7 +409,7 @@ def _message_failed(session: Session, message: OutboxMessage, now: dt.datetime, 
 # -- status changes ----------------------------------------------------------------
 
 
-def advance(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
+def move_status(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
     """Move ``message`` to ``status`` if that is forward (see :data:`_RANK`); True if it moved."""
     if message.status in FINAL or _RANK[status] <= _RANK[message.status]:
         return False
@@ -428,7 +428,7 @@ def record_status(session: Session, nonce: str, provider_status: str, now: dt.da
     if message is None:
         raise NotFound("no message has this status callback address")
     status = PROVIDER_STATUS.get((provider_status or "").lower())
-    if status is not None and advance(message, status, now):
+    if status is not None and move_status(message, status, now):
         if status in ("failed", "undelivered"):
             message.last_error = f"provider reported {status}" + (f" (error {error_code[:10]})" if error_code else "")
             log.warning("sms %s message=%s error_code=%s", status, message.id, error_code)

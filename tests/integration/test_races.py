@@ -9,7 +9,6 @@ RACES times. After each race: exactly one answer won, the loser got its face's r
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
