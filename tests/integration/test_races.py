@@ -70,7 +70,7 @@ def hub(tmp_path_factory, request):
                HUB_PUBLIC_BASE_URL=public, TWILIO_AUTH_TOKEN=AUTH_TOKEN)
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT),
-                                "wsgi:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--timeout", "300", "wsgi:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -83,14 +83,18 @@ def hub(tmp_path_factory, request):
         time.sleep(0.3)
     yield {"url": public, "network": network, "sessions": sessions, "contact": contact, "clock": clock}
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    try:
+        process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
     engine.dispose()
 
 
 def _new_referral(hub) -> dict:
     network = hub["network"]
     resp = requests.post(f"{hub['url']}/api/v1/referrals", json=network.submission(body=fictional_body()),
-                         headers=network.headers("pp-ahtjp"), timeout=30)
+                         headers=network.headers("pp-ahtjp"), timeout=300)
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -101,7 +105,7 @@ def _new_referral(hub) -> dict:
 def _api(verb: str, agency: str, body: dict | None = None):
     def call(hub, ref, session):
         resp = session.post(f"{hub['url']}/api/v1/referrals/{ref['id']}/{verb}", json=body or {},
-                            headers=hub["network"].headers(agency), timeout=60)
+                            headers=hub["network"].headers(agency), timeout=300)
         won = resp.status_code == 200
         lost = resp.status_code == 409 and resp.json()["error"]["code"] == "wrong_state"
         return resp.status_code, won, lost
@@ -114,7 +118,7 @@ def _sms(command: str):
         params = {"From": SHELTER_PHONE, "To": "+447700900000", "Body": command.format(code=ref["code"]),
                   "MessageSid": "SM" + uuid.uuid4().hex}
         signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
-        resp = session.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=60)
+        resp = session.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=300)
         text = resp.text
         won = resp.status_code == 200 and "Thank you." in text
         lost = resp.status_code == 200 and "was already" in text and "Nothing was changed" in text
@@ -124,7 +128,7 @@ def _sms(command: str):
 
 def _onetap():
     def call(hub, ref, session):
-        resp = session.post(f"{hub['url']}/a/{ref['token']}", timeout=60)
+        resp = session.post(f"{hub['url']}/a/{ref['token']}", timeout=300)
         won = resp.status_code == 200 and "is acknowledged. The sender is told." in resp.text
         lost = resp.status_code == 200 and "Already taken" in resp.text
         return resp.status_code, won, lost
