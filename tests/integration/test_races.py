@@ -74,9 +74,9 @@ def hub(tmp_path_factory, request):
     deadline = time.monotonic() + 120
     while True:
         try:
-            if requests.get(f"{public}/healthz", timeout=2).status_code == 200:
+            if requests.get(f"{public}/healthz", timeout=10).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or the workers are still starting
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail("gunicorn did not start: " + process.stderr.read().decode(errors="replace")[-2000:])

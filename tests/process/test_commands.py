@@ -172,8 +172,8 @@ def served(request, tmp_path_factory):
 
     def up():
         try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+            return requests.get(f"{url}/healthz", timeout=10).status_code == 200
+        except requests.RequestException:
             return process.poll() is not None and pytest.fail(process.stderr.read())
     _wait_until(up, "hub serve to answer")
     yield Served(instance, url, password, codes, process)
