@@ -117,13 +117,6 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def skip_locked(stmt, session: Session):
-    """SELECT ... FOR UPDATE SKIP LOCKED where the backend has it (SQLite locks the whole DB instead)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
-
-
 def all_models() -> None:
     """Import every domain's models so Base.metadata is complete."""
     import hub.accounts.models  # noqa: F401

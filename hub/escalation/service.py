@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from hub.config import Policy
-from hub.db import skip_locked
 from hub.errors import log_failure
 from hub.directory.models import Agency, Contact
 from hub.notify import service as notify
@@ -409,10 +408,12 @@ class SweepReport:
 
 
 def due_query(now: dt.datetime, limit: int, *, exclude: Iterable[str] = ()) -> sa.Select:
-    """Due open referrals, oldest due first: a range scan of ix_referral_due, whatever exists besides."""
+    """Due open referrals, oldest due first: a range scan of ix_referral_due, whatever exists besides.
+
+    Locked as claimed, skipping rows another sweep holds (PostgreSQL; SQLite locks the whole database)."""
     stmt = (sa.select(Referral)
             .where(Referral.next_step_at <= now, Referral.status.in_(OPEN_STATES))
-            .order_by(Referral.next_step_at, Referral.id).limit(limit))
+            .order_by(Referral.next_step_at, Referral.id).limit(limit).with_for_update(skip_locked=True))
     exclude = list(exclude)
     if exclude:
         stmt = stmt.where(Referral.id.not_in(exclude))
@@ -428,7 +429,7 @@ def sweep_batch(session: Session, now: dt.datetime, *, settings, limit: int = 50
     rows stay locked until then, and other sweeps skip them. ``claimed``, if
     given, receives the ids as soon as they are claimed (before any step fires).
     """
-    referrals = list(session.scalars(skip_locked(due_query(now, limit, exclude=exclude), session)))
+    referrals = list(session.scalars(due_query(now, limit, exclude=exclude)))
     ids = [r.id for r in referrals]
     if claimed is not None:
         claimed.extend(ids)
@@ -503,8 +504,7 @@ def _one_by_one(session_factory, now, *, settings, ids: list[str], broken: set[s
     for referral_id in ids:
         try:
             with session_factory() as session, session.begin():
-                stmt = due_query(now, 1).where(Referral.id == referral_id)
-                referral = session.scalar(skip_locked(stmt, session))
+                referral = session.scalar(due_query(now, 1).where(Referral.id == referral_id))
                 if referral is None:  # done meanwhile by another sweep, or no longer due
                     continue
                 result = advance(session, referral, now, settings=settings)

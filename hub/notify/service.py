@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
-from hub.db import UTCDateTime, all_models, skip_locked
+from hub.db import UTCDateTime, all_models
 from hub.errors import NotFound, log_failure
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
@@ -71,64 +71,29 @@ _ACK = AckToken.__table__
 _ALERT = Alert.__table__
 
 
-# SQLAlchemy 2.0 keeps a dialect's INSERT ... ON CONFLICT out of its compiled cache ("[no key]" in
-# the log): neither the dialect's Insert nor its OnConflictDoNothing provides a cache key. The
-# outbox's clause never varies, ON CONFLICT (dedupe_key) DO NOTHING, so these subclasses give it
-# one (its class) and let the statements below compile once per engine.
-class _PgDoNothingOnDedupeKey(postgresql.dml.OnConflictDoNothing):
-    inherit_cache = False
-    _traverse_internals = []  # fixed by __init__: the class is the whole key
-
-    def __init__(self):
-        super().__init__(index_elements=["dedupe_key"])
+# The dialects' INSERT ... ON CONFLICT (dedupe_key) DO NOTHING: SQLAlchemy 2.1 gives it a cache key, so
+# each statement below compiles once per engine.
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-class _SqliteDoNothingOnDedupeKey(sqlite.dml.OnConflictDoNothing):
-    inherit_cache = False
-    _traverse_internals = []
-
-    def __init__(self):
-        super().__init__(index_elements=["dedupe_key"])
-
-
-class _PgDedupeInsert(postgresql.Insert):
-    inherit_cache = True  # the standard Insert's key, which includes the ON CONFLICT clause's
-
-
-class _SqliteDedupeInsert(sqlite.Insert):
-    inherit_cache = True
-
-
-_DO_NOTHING = {_PgDedupeInsert: _PgDoNothingOnDedupeKey, _SqliteDedupeInsert: _SqliteDoNothingOnDedupeKey}
-
-
-def _on_dedupe_key_do_nothing(stmt: sa.Insert) -> sa.Insert:
-    """``stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])``, with the cacheable clause."""
-    stmt = stmt._generate()
-    stmt._post_values_clause = _DO_NOTHING[type(stmt)]()
-    return stmt
-
-
-def _dedupe_insert(insert_cls: type, table: sa.Table) -> sa.Insert:
+def _dedupe_insert(dialect: str, table: sa.Table) -> sa.Insert:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, every column a bind parameter.
 
     Built once per dialect at import and compiled once (see above); a list of
     parameter sets runs as one executemany (batched multi-row VALUES).
     """
     values = {c.name: sa.bindparam(c.name) for c in table.c if c.name != "id"}  # typed as the column when compiled
-    return _on_dedupe_key_do_nothing(insert_cls(table).values(values)).returning(table.c.id)
+    return (_INSERTS[dialect](table).values(values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(table.c.id))
 
 
-_INSERT_OUTBOX = {"postgresql": _dedupe_insert(_PgDedupeInsert, _OUTBOX),
-                  "sqlite": _dedupe_insert(_SqliteDedupeInsert, _OUTBOX)}
-_INSERT_ALERT = {"postgresql": _dedupe_insert(_PgDedupeInsert, _ALERT),
-                 "sqlite": _dedupe_insert(_SqliteDedupeInsert, _ALERT)}
+_INSERT_OUTBOX = {dialect: _dedupe_insert(dialect, _OUTBOX) for dialect in _INSERTS}
+_INSERT_ALERT = {dialect: _dedupe_insert(dialect, _ALERT) for dialect in _INSERTS}
 _INSERT_ACK = sa.insert(_ACK).values({c.name: sa.bindparam(c.name) for c in _ACK.c
                                       if c.name not in ("used_at", "voided_at")})
 
 
-def _unnest_insert(table: sa.Table, varying: dict[str, type], constant: dict[str, Any],
-                   insert_cls: type = sa.Insert) -> sa.Insert:
+def _unnest_insert(table: sa.Table, varying: dict[str, type], constant: dict[str, Any]) -> postgresql.Insert:
     """PostgreSQL, many rows: ``INSERT ... SELECT * FROM unnest(:a_col::type[], ...)``.
 
     One short statement and one parameter set (an array per varying column) for
@@ -139,17 +104,17 @@ def _unnest_insert(table: sa.Table, varying: dict[str, type], constant: dict[str
     rows = sa.func.unnest(*[sa.bindparam(f"a_{n}", type_=postgresql.ARRAY(t)) for n, t in varying.items()]) \
         .table_valued(*[sa.column(n, t) for n, t in varying.items()]).render_derived()
     select = sa.select(*[rows.c[n] for n in varying], *constant.values())
-    return insert_cls(table).from_select([*varying, *constant], select)
+    return postgresql.insert(table).from_select([*varying, *constant], select)
 
 
 _NOW = sa.bindparam("now", type_=UTCDateTime())
 _OUTBOX_VARYING = {"dedupe_key": sa.Text, "to_phone": sa.Text, "contact_id": sa.Integer, "lang": sa.Text,
                    "template": sa.Text, "body": sa.Text, "referral_id": sa.Text, "clock": sa.Text,
                    "step": sa.Integer, "repeat": sa.Integer, "callback_nonce": sa.Text}
-_INSERT_OUTBOX_PG_MANY = _on_dedupe_key_do_nothing(_unnest_insert(_OUTBOX, _OUTBOX_VARYING, {
+_INSERT_OUTBOX_PG_MANY = _unnest_insert(_OUTBOX, _OUTBOX_VARYING, {
     "status": sa.literal("queued", sa.String), "attempts": sa.literal(0, sa.Integer), "created_at": _NOW,
     "updated_at": _NOW,
-}, _PgDedupeInsert)).returning(_OUTBOX.c.id)
+}).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(_OUTBOX.c.id)
 _ACK_VARYING = {"token_hash": sa.Text, "referral_id": sa.Text, "clock": sa.Text, "contact_id": sa.Integer}
 _INSERT_ACK_PG_MANY = _unnest_insert(_ACK, _ACK_VARYING, {"created_at": _NOW})
 
@@ -424,9 +389,7 @@ def advance(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
 def record_status(session: Session, nonce: str, provider_status: str, now: dt.datetime,
                   error_code: str | None = None) -> OutboxMessage:
     """A delivery report for the message with this callback nonce. NotFound for an unknown nonce."""
-    stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce).with_for_update()
     message = session.scalar(stmt) if nonce and len(nonce) <= 64 else None
     if message is None:
         raise NotFound("no message has this status callback address")
@@ -481,8 +444,8 @@ def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int)
     with session_factory() as session, session.begin():
         stmt = (sa.select(OutboxMessage)
                 .where(sa.or_(sa.and_(OutboxMessage.status == "queued", due), stuck))
-                .order_by(OutboxMessage.id).limit(limit))
-        rows = list(session.scalars(skip_locked(stmt, session)))
+                .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True))
+        rows = list(session.scalars(stmt))
         claims, reclaimed = [], 0
         for row in rows:
             if row.status == "sending":
@@ -498,10 +461,9 @@ def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int)
 
 def _mine(session: Session, claim: _Claim) -> OutboxMessage | None:
     """The claimed row, unless another drain reclaimed it meanwhile (then its result stands)."""
-    stmt = sa.select(OutboxMessage).where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.scalar(stmt)
+    return session.scalar(sa.select(OutboxMessage)
+                          .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
+                          .with_for_update())
 
 
 # The gateway took the message: one UPDATE, fenced on our claim (attempts), no SELECT first.
