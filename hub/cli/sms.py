@@ -23,12 +23,10 @@ def sms() -> None:
 @click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="HUB_CONFIG",
               help="config.toml to use (default ./config.toml).")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
-              help="Messages claimed per batch.")
 @click.option("--now", default=None, metavar="ISO", help="Drain as if it were this time (with --once).")
-def drain_command(once: bool, config_path: str | None, limit: int, now: str | None) -> None:
-    """Hand queued SMS to the gateway (retries wait their backoff; failures raise an alert)."""
-    from hub.notify.service import drain_all
+def drain_command(once: bool, config_path: str | None, now: str | None) -> None:
+    """Hand queued SMS to the gateway, [sms] concurrency at a time (retries wait their backoff; failures raise an alert)."""
+    from hub.notify.service import drain
 
     if now and not once:
         click.echo("hub: --now only makes sense with --once", err=True)
@@ -38,7 +36,7 @@ def drain_command(once: bool, config_path: str | None, limit: int, now: str | No
     ctx = command_context(config_path, now_text=now)
     try:
         while True:
-            report = drain_all(ctx.sessions, ctx.gateway, ctx.clock.now(), settings=ctx.settings, limit=limit)
+            report = drain(ctx.sessions, ctx.gateway, ctx.clock, settings=ctx.settings)
             if once or report:
                 click.echo(f"sms drain: sent {report.sent}, retrying later {report.retried}, "
                            f"failed {report.failed}, reclaimed {report.reclaimed}")
