@@ -20,7 +20,6 @@ processes may run and a restart loses nothing. Nothing here runs on import, and
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -33,19 +32,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from hub.errors import log_failure
 from hub.escalation.service import sweep
-from hub.notify.gateways import make_gateway
 from hub.notify.service import drain
 
 log = logging.getLogger("hub.scheduler")
 
 SWEEP_JOB = "escalation-sweep"
 DRAIN_JOB = "outbox-drain"
-
-
-def _gateway(ctx):
-    if ctx.gateway is None:
-        ctx.gateway = make_gateway(dataclasses.asdict(ctx.settings.sms))
-    return ctx.gateway
 
 
 class Drainer:
@@ -101,8 +93,9 @@ class Drainer:
     def run_once(self) -> Any:
         """One drain, until nothing is due (errors are logged; the next tick tries again)."""
         try:
-            return drain(self.ctx.sessions, _gateway(self.ctx), self.ctx.clock, settings=self.ctx.settings,
-                         concurrency=self.concurrency, stop=self.stop, executor=self.threads)
+            return drain(self.ctx.sessions, self.ctx.gateway, self.ctx.clock, settings=self.ctx.settings,
+                         concurrency=self.concurrency, stop=self.stop, executor=self.threads,
+                         on_failed=self.ctx.on_delivery_failed)
         except Exception:
             log_failure(log, "outbox drain failed; the next tick tries again")
             return None
@@ -147,7 +140,6 @@ def build_scheduler(ctx, *, blocking: bool):
     Each job has its own executor, so neither waits for the other; ``coalesce``
     folds ticks missed while a job ran into one run.
     """
-    _gateway(ctx)
     stop = threading.Event()
     drainer = Drainer(ctx, stop)
     cls = HubBlockingScheduler if blocking else HubBackgroundScheduler

@@ -13,30 +13,29 @@ import time
 
 import click
 
+from hub.cli.context import HubGroup, command_context, config_option
+from hub.notify.service import drain
 
-@click.group("sms", help="The SMS outbox.")
+
+@click.group("sms", cls=HubGroup, help="The SMS outbox.")
 def sms() -> None:
     pass
 
 
 @sms.command("drain")
 @click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="HUB_CONFIG",
-              help="config.toml to use (default ./config.toml).")
+@config_option
 @click.option("--now", default=None, metavar="ISO", help="Drain as if it were this time (with --once).")
-def drain_command(once: bool, config_path: str | None, now: str | None) -> None:
+def drain_command(once: bool, now: str | None) -> None:
     """Hand queued SMS to the gateway, [sms] concurrency at a time (retries wait their backoff; failures raise an alert)."""
-    from hub.notify.service import drain
-
     if now and not once:
         click.echo("hub: --now only makes sense with --once", err=True)
         sys.exit(2)
-    from hub.cli.context import command_context
-
-    ctx = command_context(config_path, now_text=now)
+    ctx = command_context(now_text=now)
     try:
         while True:
-            report = drain(ctx.sessions, ctx.gateway, ctx.clock, settings=ctx.settings)
+            report = drain(ctx.sessions, ctx.gateway, ctx.clock, settings=ctx.settings,
+                           on_failed=ctx.on_delivery_failed)
             if once or report:
                 click.echo(f"sms drain: sent {report.sent}, retrying later {report.retried}, "
                            f"failed {report.failed}, reclaimed {report.reclaimed}")

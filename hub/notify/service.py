@@ -41,14 +41,14 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
-from hub.db import UTCDateTime, all_models
+from hub.db import UTCDateTime
 from hub.errors import NotFound, log_failure
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
@@ -311,14 +311,18 @@ def onetap_link(settings, token: str) -> str:
     return f"{settings.public_base_url}/a/{token}"
 
 
-def find_ack_token(session: Session, raw: str, *, lock: bool = False) -> AckToken | None:
-    """The token if it exists and is neither used nor void; None for anything else."""
+def find_ack_token(session: Session, raw: str, *, lock: bool = False, usable: bool = True) -> AckToken | None:
+    """The token if it exists and (``usable``) is neither used nor void; None for anything else.
+
+    ``lock`` takes its row lock and reads it fresh: callers hold the referral's lock first.
+    """
     if not raw or len(raw) > 100:
         return None
-    stmt = sa.select(AckToken).where(AckToken.token_hash == _token_hash(raw), AckToken.used_at.is_(None),
-                                     AckToken.voided_at.is_(None))
+    stmt = sa.select(AckToken).where(AckToken.token_hash == _token_hash(raw))
+    if usable:
+        stmt = stmt.where(AckToken.used_at.is_(None), AckToken.voided_at.is_(None))
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return session.scalar(stmt)
 
 
@@ -362,34 +366,27 @@ def raise_alert(session: Session, *, kind: str, referral_id: str | None, provinc
     return _attach(session, Alert, alert_id, values)
 
 
-def _referral_province(session: Session, referral_id: str | None) -> str | None:
-    if referral_id is None:
-        return None
-    from hub.referrals.models import Referral  # the table only; notify does not use the lifecycle
-
-    return session.scalar(sa.select(Referral.province).where(Referral.id == referral_id))
+FailedHook = Callable[[Session, OutboxMessage, dt.datetime], None]
 
 
-def _message_failed(session: Session, message: OutboxMessage, now: dt.datetime) -> None:
-    """A message ended failed or undelivered: tell coordinators and let the ladder move on."""
-    raise_alert(session, kind="sms_failed", referral_id=message.referral_id,
-                province=_referral_province(session, message.referral_id),
-                dedupe_key=f"sms_failed:{message.id}", now=now)
-    try:
-        # Imported here: escalation imports notify, never the other way round at module level.
-        from hub.escalation.service import delivery_failed
-    except ImportError:
-        # The escalation engine has no delivery_failed yet: the failed row and the
-        # alert are the record it will find; the sweep's own deadline still escalates.
-        log.warning("sms failed message=%s; escalation has no delivery_failed hook", message.id)
+def _message_failed(session: Session, message: OutboxMessage, now: dt.datetime, on_failed: FailedHook | None) -> None:
+    """A message ended failed or undelivered: hand it to the layer that owns its referral.
+
+    ``on_failed`` is given at wiring time by the escalation engine (it raises the
+    coordinators' alert and moves the ladder on); notify itself knows no referral.
+    Without one, the alert is raised here, without a province.
+    """
+    if on_failed is not None:
+        on_failed(session, message, now)
         return
-    delivery_failed(session, message, now)
+    raise_alert(session, kind="sms_failed", referral_id=message.referral_id, province=None,
+                dedupe_key=f"sms_failed:{message.id}", now=now)
 
 
 # -- status changes ----------------------------------------------------------------
 
 
-def advance(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
+def move_status(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
     """Move ``message`` to ``status`` if that is forward (see :data:`_RANK`); True if it moved."""
     if message.status in FINAL or _RANK[status] <= _RANK[message.status]:
         return False
@@ -399,18 +396,18 @@ def advance(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
 
 
 def record_status(session: Session, nonce: str, provider_status: str, now: dt.datetime,
-                  error_code: str | None = None) -> OutboxMessage:
+                  error_code: str | None = None, on_failed: FailedHook | None = None) -> OutboxMessage:
     """A delivery report for the message with this callback nonce. NotFound for an unknown nonce."""
     stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce).with_for_update()
     message = session.scalar(stmt) if nonce and len(nonce) <= 64 else None
     if message is None:
         raise NotFound("no message has this status callback address")
     status = PROVIDER_STATUS.get((provider_status or "").lower())
-    if status is not None and advance(message, status, now):
+    if status is not None and move_status(message, status, now):
         if status in ("failed", "undelivered"):
             message.last_error = f"provider reported {status}" + (f" (error {error_code[:10]})" if error_code else "")
             log.warning("sms %s message=%s error_code=%s", status, message.id, error_code)
-            _message_failed(session, message, now)
+            _message_failed(session, message, now, on_failed)
         session.flush()
     return message
 
@@ -508,7 +505,8 @@ def _send(gateway: SmsGateway, claim: _Claim, callback: str | None):
         return GatewayError(f"the gateway failed unexpectedly ({type(exc).__name__})", True)
 
 
-def _record(session_factory: sessionmaker[Session], claim: _Claim, outcome, now: dt.datetime) -> str | None:
+def _record(session_factory: sessionmaker[Session], claim: _Claim, outcome, now: dt.datetime,
+            on_failed: FailedHook | None) -> str | None:
     """Write one send's outcome, fenced on the claim; "sent", "retried", "failed", or None if it was not ours."""
     if not isinstance(outcome, GatewayError):
         with session_factory() as session, session.begin():
@@ -534,21 +532,21 @@ def _record(session_factory: sessionmaker[Session], claim: _Claim, outcome, now:
         message.status = "failed"
         log.warning("sms failed message=%s attempts=%d retryable=%s", claim.id, claim.attempts, error.retryable)
         session.flush()
-        _message_failed(session, message, now)
+        _message_failed(session, message, now, on_failed)
         return "failed"
 
 
 def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, clock, *, settings,
           concurrency: int | None = None, stop: threading.Event | None = None,
-          executor: Executor | None = None) -> DrainReport:
+          executor: Executor | None = None, on_failed: FailedHook | None = None) -> DrainReport:
     """Hand due messages to ``gateway``, ``concurrency`` (default ``[sms] concurrency``) at a time, until none
     is due at a claim or ``stop`` is set; see the module docstring for the guarantees.
 
     The sends run on ``executor`` (at least ``concurrency`` threads; the scheduler keeps one), else on
     threads of this call's own. ``clock`` times claims and records; ``gateway`` must be safe to call from
-    several threads (both of hub.notify.gateways are).
+    several threads (both of hub.notify.gateways are). ``on_failed`` hears of each message that failed
+    for good (the escalation engine's hook, given at wiring time).
     """
-    all_models()  # a bare `hub sms drain` has imported no other domain: the foreign keys need their tables
     slots = concurrency or settings.sms.concurrency
     held_for = lease(settings)
     callbacks = settings.sms.status_callbacks and getattr(gateway, "name", None) == "twilio"
@@ -579,7 +577,7 @@ def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, clock, *,
                 claim = in_flight.pop(future)
                 outcome = future.result()  # a BaseException (the process is going down) propagates
                 try:
-                    recorded = _record(session_factory, claim, outcome, clock.now())
+                    recorded = _record(session_factory, claim, outcome, clock.now(), on_failed)
                 except Exception:
                     # The row stays "sending" and is reclaimed after its lease (a second copy if it was sent).
                     log_failure(log, "sms outcome of message=%s not recorded; it is reclaimed after the lease",

@@ -26,7 +26,7 @@ TWO_SEGMENTS_GSM7 = 2 * GSM7_PART  # 306
 TWO_SEGMENTS_UCS2 = 2 * UCS2_PART  # 134
 
 DEFAULT_LANG = "en"
-LANGS = ("en", "km")
+from hub.vocabulary import LANGUAGES as LANGS  # noqa: E402
 
 # Values the templates turn into words, per template; anything else is a caller's mistake.
 URGENCIES = frozenset({"urgent", "normal"})
@@ -34,6 +34,8 @@ CHOICES: Mapping[str, Mapping[str, frozenset[str]]] = {
     "new_referral": {"urgency": URGENCIES, "action": frozenset({"acknowledge", "decide", "confirm_arrival"})},
     "escalated": {"urgency": URGENCIES},
     "reply_ok": {"action": frozenset({"acknowledge", "accept", "decline", "beds"})},
+    "reply_already": {"state": frozenset({"acknowledged", "accepted", "declined", "in_care", "closed", "withdrawn",
+                                          "failed"})},
 }
 
 # The values each template may use; a test holds the files to this list.
@@ -48,6 +50,7 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "escalated": frozenset({"code", "sender", "urgency", "step", "link"}),
     "reply_help": frozenset(),
     "reply_ok": frozenset({"code", "action"}),
+    "reply_already": frozenset({"code", "state", "by"}),
     "reply_neutral": frozenset(),
     "reply_error": frozenset(),
 }

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -37,9 +36,10 @@ from hub.escalation.service import deadline, step_due_at
 from hub.notify.models import OutboxMessage
 from hub.notify.service import enqueue_many, lease
 from hub.referrals.models import Referral
-from tests.conftest import ROOT, T0
+from tests.conftest import T0
 from tests.dbreset import empty_postgres
 from tests.fake_twilio import FakeTwilio
+from tests.instance import write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -50,28 +50,14 @@ HANG_ANSWER_AFTER = 12.0  # as in the issue: past the SDK's timeout
 GUARD = 300  # seconds: a test that waits longer than this has failed (it never passes on time)
 
 
-def _config(tmp_path: Path, fake: FakeTwilio, *, tick: str, send_timeout: str, concurrency: int) -> Path:
-    text = (ROOT / "config.toml").read_text()
-    replace = {
-        "instance_dir": f'"{tmp_path / "instance"}"', "agencies": f'"{ROOT / "agencies"}"',
-        "templates": f'"{ROOT / "templates"}"', "gateway": '"twilio"', "from_number": f'"{fake.phone_number}"',
-        "status_callbacks": "false", "send_timeout": f'"{send_timeout}"', "concurrency": str(concurrency),
-        "tick": f'"{tick}"',
-    }
-    for key, value in replace.items():
-        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
-        assert n == 1, key
-    cfg = tmp_path / "config.toml"
-    cfg.write_text(text)
-    return cfg
-
-
 class Hub:
     """The database, the fake Twilio and the settings `hub scheduler` processes share."""
 
     def __init__(self, tmp_path: Path, pg_url: str, fake: FakeTwilio, **config):
         self.tmp_path, self.fake = tmp_path, fake
-        self.config = _config(tmp_path, fake, **config)
+        self.config = write_config(tmp_path, sms__gateway="twilio", sms__from_number=fake.phone_number,
+                                   sms__status_callbacks=False, sms__send_timeout=config["send_timeout"],
+                                   sms__concurrency=config["concurrency"], escalation__tick=config["tick"])
         self.env = dict(os.environ, HUB_DATABASE_URL=pg_url, HUB_SECRET_KEY="t" * 48,
                         TWILIO_ACCOUNT_SID=fake.account_sid, TWILIO_AUTH_TOKEN=fake.auth_tokens[0],
                         HUB_TWILIO_API_BASE=fake.base_url)
