@@ -401,11 +401,12 @@ def tokens_revoke(token_id: int) -> None:
 
 def _register_commands() -> None:
     """Command groups that live beside their domain."""
+    from hub.cli.audit import audit
     from hub.cli.client import client
     from hub.cli.scheduling import escalate_command, scheduler_command
     from hub.cli.sms import sms
 
-    for command in (client, escalate_command, scheduler_command, sms):
+    for command in (audit, client, escalate_command, scheduler_command, sms):
         main.add_command(command)
 
 
