@@ -48,7 +48,9 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
     # Twilio's webhooks are signed; a one-tap link's token is its own single-use capability.
     csrf.exempt(api_bp)
     csrf.exempt(notify_bp)
-    for bp in (api_bp, health_bp, metrics_bp, notify_bp, web_bp):
+    from hub.api.audit import audit_bp
+
+    for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
     for hook in ctx.blueprint_hooks:

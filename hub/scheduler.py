@@ -12,12 +12,14 @@ import dataclasses
 import logging
 from typing import Any
 
+from hub.audit import sequencer as audit_sequencer
 from hub.errors import log_failure
 
 log = logging.getLogger("hub.scheduler")
 
 SWEEP_JOB = "escalation-sweep"
 DRAIN_JOB = "outbox-drain"
+AUDIT_JOB = "audit-sequencer"
 
 
 def _gateway(ctx):
@@ -50,6 +52,19 @@ def run_drain(ctx) -> Any:
         return None
 
 
+def run_audit_sequencer(ctx) -> Any:
+    """Sequence new audit entries and sign a checkpoint if the tree grew (PROTOCOL.md section 6).
+
+    One sequencer at a time across processes (a database lock); a run that finds the lock
+    taken does nothing.
+    """
+    try:
+        return audit_sequencer.tick(ctx.sessions, ctx.clock.now(), settings=ctx.settings, block=False)
+    except Exception:
+        log_failure(log, "audit sequencer failed; the next run tries again")
+        return None
+
+
 def build_scheduler(ctx, *, blocking: bool):
     """A Blocking- or BackgroundScheduler with the two interval jobs, every ``settings.tick``, not started.
 
@@ -64,7 +79,7 @@ def build_scheduler(ctx, *, blocking: bool):
     cls = BlockingScheduler if blocking else BackgroundScheduler
     seconds = max(ctx.settings.tick.total_seconds(), 0.1)
     scheduler = cls(
-        executors={"default": ThreadPoolExecutor(2)},
+        executors={"default": ThreadPoolExecutor(3)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(int(seconds * 2), 1)},
         timezone="UTC",
     )
@@ -80,6 +95,9 @@ def build_scheduler(ctx, *, blocking: bool):
     scheduler.add_job(sweep_then_drain, "interval", id=SWEEP_JOB, name=SWEEP_JOB, seconds=seconds,
                       coalesce=True, max_instances=1, next_run_time=_first_run())
     scheduler.add_job(run_drain, "interval", args=[ctx], id=DRAIN_JOB, name=DRAIN_JOB, seconds=seconds,
+                      coalesce=True, max_instances=1, next_run_time=_first_run())
+    scheduler.add_job(run_audit_sequencer, "interval", args=[ctx], id=AUDIT_JOB, name=AUDIT_JOB,
+                      seconds=max(ctx.settings.checkpoint_every.total_seconds(), 1.0),
                       coalesce=True, max_instances=1, next_run_time=_first_run())
     return scheduler
 

@@ -10,7 +10,7 @@ Assigning 42 before 41 exists would either leave 41 out or put it after 42. So, 
 sequences only what is durably in its queue, the sequencer takes only the committed prefix:
 
 1. it reads W, the last seq the sequence has handed out;
-2. then the transactions in progress (``pg_current_snapshot()``);
+2. then the transactions of this database that hold a transaction id (``pg_stat_activity``);
 3. it waits until every one of them has ended.
 
 Every seq up to W was taken by a transaction that already had a transaction id (the column
@@ -65,22 +65,26 @@ def committed_horizon(session: Session, *, wait: float, sleep: Callable[[float],
         return None  # SQLite: we hold the write lock, so everything that exists is committed
     w = session.execute(sa.text(
         "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM audit_entry_seq_seq")).scalar()
-    xids = [str(x) for x in session.scalars(sa.text(
-        "SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x "
-        "WHERE x IS DISTINCT FROM pg_current_xact_id_if_assigned()"))]
+    # Transactions of this database that hold a transaction id now (other databases' do not matter).
+    running = _running(session)
     deadline = time.monotonic() + wait
     pause = 0.002
-    while xids:
-        xids = [str(x) for x in session.scalars(
-            sa.text("SELECT x FROM unnest(CAST(:xids AS text[])::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'"),
-            {"xids": xids})]
-        if not xids:
+    while running:
+        running &= _running(session)
+        if not running:
             break
         if time.monotonic() >= deadline:
             return -1
         sleep(pause)
         pause = min(pause * 2, 0.05)
     return int(w)
+
+
+def _running(session: Session) -> set[tuple[int, str]]:
+    session.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+    return {(pid, str(xid)) for pid, xid in session.execute(sa.text(
+        "SELECT pid, backend_xid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"))}
 
 
 def _last_sequenced_seq(session: Session, size: int) -> int:
