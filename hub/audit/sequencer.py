@@ -96,6 +96,20 @@ def _last_sequenced_seq(session: Session, size: int) -> int:
     return seq
 
 
+def _assign(session: Session, seqs: list[int], first: int) -> int:
+    """leaf_index = first, first + 1, ... for the entries ``seqs`` (in that order); the rows changed."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(sa.text(
+            "UPDATE audit_entry AS a SET leaf_index = v.leaf FROM unnest(CAST(:seqs AS bigint[]),"
+            " CAST(:leaves AS bigint[])) AS v(seq, leaf) WHERE a.seq = v.seq AND a.leaf_index IS NULL"),
+            {"seqs": seqs, "leaves": list(range(first, first + len(seqs)))}).rowcount
+    t = AuditEntry.__table__.c
+    return session.execute(
+        sa.update(AuditEntry.__table__).where(t.seq == sa.bindparam("b_seq"), t.leaf_index.is_(None))
+        .values(leaf_index=sa.bindparam("b_leaf")),
+        [{"b_seq": seq, "b_leaf": first + i} for i, seq in enumerate(seqs)]).rowcount
+
+
 def sequence(session: Session, *, wait: float = 5.0, batch: int = BATCH, block: bool = True) -> SequenceReport:
     """Give the committed prefix of new entries their leaf indices and store the tree's nodes.
 
@@ -124,13 +138,8 @@ def sequence(session: Session, *, wait: float = 5.0, batch: int = BATCH, block: 
         if not rows:
             break
         hashes = [tree.leaf_hash(store.leaf_of_row(r)) for r in rows]
-        result = session.execute(
-            sa.update(AuditEntry.__table__)
-            .where(t.seq == sa.bindparam("b_seq"), t.leaf_index.is_(None))
-            .values(leaf_index=sa.bindparam("b_leaf")),
-            [{"b_seq": r[0], "b_leaf": size + i} for i, r in enumerate(rows)],
-        )
-        if result.rowcount not in (-1, len(rows)):
+        updated = _assign(session, [r[0] for r in rows], size)
+        if updated not in (-1, len(rows)):
             raise store.TreeDamaged("an entry got a leaf index from elsewhere while the sequencer held the lock")
         session.execute(sa.insert(AuditNode), store.new_nodes(session, size, hashes))
         size += len(rows)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -19,7 +21,7 @@ from sqlalchemy.orm import Session
 from hub.audit import note, store, tree
 from hub.audit.models import AuditCheckpoint, AuditEntry, AuditNode
 
-CHUNK = 20_000
+CHUNK = 50_000
 
 
 @dataclass
@@ -70,20 +72,72 @@ def verify(session: Session, *, verifier: str | None, now: dt.datetime, interval
     upper = {(h, i): bytes(v) for h, i, v in session.execute(
         sa.select(AuditNode.height, AuditNode.index, AuditNode.hash).where(AuditNode.height > 0))}
     t = AuditEntry.__table__.c
-    columns = store.leaf_columns(session)
     nodes_t = AuditNode.__table__.c
+    lo_p, hi_p = sa.bindparam("lo"), sa.bindparam("hi")
+    dialect = session.get_bind().dialect
+    entries_sql = _driver_sql(sa.select(*store.leaf_columns(session)).where(
+        t.leaf_index >= lo_p, t.leaf_index < hi_p).order_by(t.leaf_index), dialect)
+    nodes_sql = _driver_sql(sa.select(nodes_t.idx, nodes_t.hash).where(
+        nodes_t.height == 0, nodes_t.idx >= lo_p, nodes_t.idx < hi_p), dialect)
+    # Straight to the driver (a SQLAlchemy Row per entry costs more than hashing it), and one
+    # chunk ahead in a thread, so that the database works while this one hashes.
+    cursor = session.connection().connection.cursor()
+    top = store.tree_size(session)
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for lo in range(0, top, CHUNK):
+                if stop.is_set():
+                    return
+                rows = _run(cursor, entries_sql, lo, lo + CHUNK)
+                chunks.put((rows, dict(_run(cursor, nodes_sql, lo, lo + CHUNK))))
+        except BaseException as exc:  # handed to the checking thread, which raises it
+            chunks.put(exc)
+        chunks.put(None)
+
+    fetcher = threading.Thread(target=fetch, name="audit-verify-fetch", daemon=True)
+    fetcher.start()
+    try:
+        return _check_leaves(verdict, chunks, roots, upper, top, session, now, interval, started)
+    finally:
+        stop.set()
+        while fetcher.is_alive():
+            try:
+                chunks.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        fetcher.join()
+
+
+def _driver_sql(stmt, dialect):
+    compiled = stmt.compile(dialect=dialect)
+    return str(compiled), compiled
+
+
+def _run(cursor, prepared, lo: int, hi: int) -> list:
+    sql, compiled = prepared
+    params = {**compiled.params, "lo": lo, "hi": hi}
+    args = tuple(params[n] for n in compiled.positiontup) if compiled.positional else params
+    cursor.execute(sql, args)
+    return cursor.fetchall()
+
+
+def _check_leaves(verdict, chunks, roots, upper, top, session, now, interval, started) -> Verdict:
+    t = AuditEntry.__table__.c
     sha = hashlib.sha256
     enc = store._enc
     frontier = tree.Frontier()
     stack = frontier.stack
     expected, last_seq, last_seq_index = 0, 0, None
-    top = store.tree_size(session)
-    while expected < top:
-        hi = expected + CHUNK
-        rows = session.execute(sa.select(*columns).where(t.leaf_index >= expected, t.leaf_index < hi)
-                               .order_by(t.leaf_index)).all()
-        stored = dict(session.execute(sa.select(nodes_t.idx, nodes_t.hash).where(
-            nodes_t.height == 0, nodes_t.idx >= expected, nodes_t.idx < hi)).all())
+    while True:
+        item = chunks.get()
+        if item is None:
+            break
+        if isinstance(item, BaseException):
+            raise item
+        rows, stored = item
         for seq, at, actor, action, rid, psha, detail, index in rows:
             if index != expected:
                 where = f"after seq {last_seq} (leaf index {expected - 1})" if expected else "at the start"
@@ -122,8 +176,8 @@ def verify(session: Session, *, verifier: str | None, now: dt.datetime, interval
             if expected in roots and frontier.root() != roots[expected]:
                 return verdict.fail(f"checkpoint of size {expected}: its root is not the root of the entries"
                                     " (stored tree nodes were rewritten to match changed entries)")
-        if not rows:
-            return verdict.fail(f"leaf index {expected} is missing after seq {last_seq}: an entry was deleted")
+    if expected < top:
+        return verdict.fail(f"leaf index {expected} is missing after seq {last_seq}: an entry was deleted")
     verdict.leaves = expected
     for size in roots:
         if size > expected:
