@@ -8,7 +8,7 @@ scratch databases (migrated as in production) and drops them at the end. Targets
 
 - appending N entries (record(), ``--batch`` entries a transaction) with the sequencer running
   every 0.5 s, until every entry has its leaf index, takes at most 1.5x the same appends with no
-  sequencer (both in this run, the same schema and rows);
+  sequencer (both in this run, the same schema and rows, each twice, alternated; best of each);
 - verify over M entries, in entries per second, is at least a third of the rate of hashing the
   same leaf bytes with hashlib in a loop;
 - an inclusion proof at M entries takes fewer than 20 database round trips.
@@ -90,7 +90,8 @@ def _append(sessions, n: int, batch: int) -> None:
 
 def bench_append(admin_url: str, n: int, batch: int, tmp: Path) -> dict:
     out = {}
-    for label in ("plain", "sequenced", "plain_again"):
+    # Alternated and repeated: the machine is shared, so each side keeps its best run.
+    for label in ("plain", "sequenced", "plain_again", "sequenced_again"):
         with scratch_database(admin_url) as (url, engine):
             settings = _settings(tmp / label, url)
             sessions = make_sessionmaker(engine)
@@ -100,7 +101,7 @@ def bench_append(admin_url: str, n: int, batch: int, tmp: Path) -> dict:
                 while not stop.wait(0.5):
                     sequencer.tick(sessions, T0, settings=settings, block=False)
 
-            thread = threading.Thread(target=run_sequencer) if label == "sequenced" else None
+            thread = threading.Thread(target=run_sequencer) if label.startswith("sequenced") else None
             started = time.perf_counter()
             if thread:
                 thread.start()
@@ -111,8 +112,7 @@ def bench_append(admin_url: str, n: int, batch: int, tmp: Path) -> dict:
                 report = sequencer.tick(sessions, T0, settings=settings)
                 assert report.size == n, report
             out[label] = time.perf_counter() - started
-    baseline = min(out["plain"], out["plain_again"])
-    out["ratio"] = out["sequenced"] / baseline
+    out["ratio"] = min(out["sequenced"], out["sequenced_again"]) / min(out["plain"], out["plain_again"])
     return out
 
 
@@ -193,8 +193,9 @@ def main(argv=None) -> None:
         tmp = Path(tmp)
         a = bench_append(admin_url, args.append, args.batch, tmp)
         print(f"append {args.append:,} entries ({args.batch} a transaction): plain {a['plain']:.1f} s and "
-              f"{a['plain_again']:.1f} s, with the sequencer every 0.5 s {a['sequenced']:.1f} s (until all sequenced)"
-              f" -> {a['ratio']:.2f}x the faster plain run (target <= 1.5x)", flush=True)
+              f"{a['plain_again']:.1f} s; with the sequencer every 0.5 s, until all are sequenced, "
+              f"{a['sequenced']:.1f} s and {a['sequenced_again']:.1f} s -> best {a['ratio']:.2f}x best (target <= 1.5x)",
+              flush=True)
         v = bench_verify_and_proofs(admin_url, args.verify, tmp)
         print(f"verify {args.verify:,} entries: {v['verify_s']:.1f} s = {v['verify_per_s']:,.0f} entries/s; hashlib over"
               f" the same leaf bytes {v['hashlib_per_s']:,.0f}/s -> {v['verify_vs_hashlib']:.2f} of it (target >= 0.33)"
