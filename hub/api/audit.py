@@ -14,7 +14,7 @@ from hub.accounts.models import ApiToken, User
 from hub.api.common import principal
 from hub.audit import keys
 from hub.audit import service as audit
-from hub.context import current, db
+from hub.faces import current, db
 from hub.directory.models import Agency, Contact
 from hub.errors import BadInput, NotFound
 from hub.referrals.models import Referral

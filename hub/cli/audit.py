@@ -8,20 +8,19 @@ import click
 from hub.audit import keys, sequencer
 from hub.audit.store import TreeDamaged
 from hub.audit.verify import verify
-from hub.cli.context import command_context
+from hub.cli.context import HubGroup, command_context, config_option
 
 
-@click.group("audit")
+@click.group("audit", cls=HubGroup)
 def audit() -> None:
     """The tamper-evident audit log: sequence and sign, or check it all."""
 
 
 @audit.command("checkpoint")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="config.toml to use (default ./config.toml or HUB_CONFIG).")
-def checkpoint_command(config_path: str | None) -> None:
+@config_option
+def checkpoint_command() -> None:
     """Sequence what is new and sign a checkpoint now (the scheduler does it every audit.checkpoint_every)."""
-    ctx = command_context(config_path)
+    ctx = command_context()
     try:
         report = sequencer.tick(ctx.sessions, ctx.clock.now(), settings=ctx.settings, block=True)
     except TreeDamaged as exc:
@@ -35,11 +34,10 @@ def checkpoint_command(config_path: str | None) -> None:
 
 
 @audit.command("verify")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="config.toml to use (default ./config.toml or HUB_CONFIG).")
-def verify_command(config_path: str | None) -> None:
+@config_option
+def verify_command() -> None:
     """Recompute every leaf, rebuild the tree, check every checkpoint; exit 1 naming the first bad one."""
-    ctx = command_context(config_path)
+    ctx = command_context()
     with ctx.sessions() as session:
         if session.get_bind().dialect.name == "postgresql":
             # One snapshot for the whole check, while the sequencer may be adding leaves.
