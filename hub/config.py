@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from hub.errors import ConfigError
 
@@ -170,6 +171,8 @@ class Settings:
     keys_dir: Path
     templates_dir: Path
     extra: Mapping[str, Any] = field(default_factory=dict)
+    audit_origin: str = "refhub/127.0.0.1:5000"
+    audit_key_secret: str | None = None  # HUB_AUDIT_KEY_SECRET: unwraps keys/hub-audit.keyring.json
 
     @property
     def is_sqlite(self) -> bool:
@@ -275,6 +278,10 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
     audit = _section(data, "audit")
     security = _section(data, "security")
 
+    origin = audit.get("origin") or "refhub/" + urlsplit(public_base_url).netloc.rpartition("@")[2]
+    if not isinstance(origin, str) or not origin.isprintable() or any(c.isspace() or c == "+" for c in origin):
+        raise ConfigError(f"audit.origin {origin!r} must be printable text without spaces or '+'")
+
     paths = _section(data, "paths")
     return Settings(
         config_path=config_path,
@@ -293,6 +300,8 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         agencies_dir=(base / paths.get("agencies", "agencies")).resolve(),
         keys_dir=(base / paths.get("keys", "keys")).resolve(),
         templates_dir=(base / paths.get("templates", "templates")).resolve(),
+        audit_origin=origin,
+        audit_key_secret=env.get("HUB_AUDIT_KEY_SECRET") or None,
         extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths"}},
     )
 

@@ -30,6 +30,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from hub.audit import sequencer as audit_sequencer
 from hub.errors import log_failure
 from hub.escalation.service import sweep
 from hub.notify.service import drain
@@ -38,6 +39,7 @@ log = logging.getLogger("hub.scheduler")
 
 SWEEP_JOB = "escalation-sweep"
 DRAIN_JOB = "outbox-drain"
+AUDIT_JOB = "audit-sequencer"
 
 
 class Drainer:
@@ -134,6 +136,19 @@ class HubBackgroundScheduler(_StopFirst, BackgroundScheduler):
     pass
 
 
+def run_audit_sequencer(ctx) -> Any:
+    """Sequence new audit entries and sign a checkpoint if the tree grew (PROTOCOL.md section 6).
+
+    One sequencer at a time across processes (a database lock); a run that finds the lock
+    taken does nothing.
+    """
+    try:
+        return audit_sequencer.tick(ctx.sessions, ctx.clock.now(), settings=ctx.settings, block=False)
+    except Exception:
+        log_failure(log, "audit sequencer failed; the next run tries again")
+        return None
+
+
 def build_scheduler(ctx, *, blocking: bool):
     """A scheduler with the sweep and drain jobs, every ``settings.tick``, not started.
 
@@ -145,7 +160,7 @@ def build_scheduler(ctx, *, blocking: bool):
     cls = HubBlockingScheduler if blocking else HubBackgroundScheduler
     seconds = max(ctx.settings.tick.total_seconds(), 0.1)
     scheduler = cls(
-        executors={"sweep": ThreadPoolExecutor(1), "drain": ThreadPoolExecutor(2)},
+        executors={"sweep": ThreadPoolExecutor(1), "drain": ThreadPoolExecutor(2), "audit": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "misfire_grace_time": max(int(seconds * 2), 1)},
         timezone="UTC",
     )
@@ -162,6 +177,9 @@ def build_scheduler(ctx, *, blocking: bool):
                       max_instances=1, next_run_time=first)
     scheduler.add_job(drainer, "interval", id=DRAIN_JOB, name=DRAIN_JOB, seconds=seconds, executor="drain",
                       max_instances=2, next_run_time=first)
+    scheduler.add_job(run_audit_sequencer, "interval", args=[ctx], id=AUDIT_JOB, name=AUDIT_JOB, executor="audit",
+                      seconds=max(ctx.settings.checkpoint_every.total_seconds(), 1.0), max_instances=1,
+                      next_run_time=first)
     return scheduler
 
 

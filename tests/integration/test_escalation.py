@@ -467,7 +467,7 @@ def test_the_embedded_scheduler_sweeps_every_tick(app, db, submit, settings, clo
         while row(db, ref["id"]).step < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert row(db, ref["id"]).step == 1
-        assert {j.id for j in scheduler.get_jobs()} == {"escalation-sweep", "outbox-drain"}
+        assert {j.id for j in scheduler.get_jobs()} == {"escalation-sweep", "outbox-drain", "audit-sequencer"}
     finally:
         scheduler.shutdown(wait=True)
 
