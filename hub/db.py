@@ -129,6 +129,7 @@ def all_models() -> None:
     import hub.accounts.models  # noqa: F401
     import hub.audit.models  # noqa: F401
     import hub.directory.models  # noqa: F401
+    import hub.escalation.models  # noqa: F401
     import hub.notify.models  # noqa: F401
     import hub.referrals.models  # noqa: F401
 

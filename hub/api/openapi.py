@@ -40,6 +40,7 @@ def _reason() -> dict:
 
 def document() -> dict:
     from hub.api.escalations import OPENAPI_PATHS
+    from hub.api.reports import OPENAPI_PATHS as REPORTS_PATHS
 
     packet = {"type": "object", "additionalProperties": False, "required": ["v", "header", "ct", "sig"],
               "properties": {"v": {"const": "refhub/v1"}, "header": {"type": "string"},
@@ -115,6 +116,7 @@ def document() -> dict:
             "/referrals/{id}/fail": _transition("The person never arrived or left (recipient)", _reason()),
             "/referrals/{id}/withdraw": _transition("Withdraw with a reason (sender)", _reason()),
             **OPENAPI_PATHS,
+            **REPORTS_PATHS,
             "/openapi.json": {"get": {"summary": "This document", "security": [], "tags": ["meta"],
                                       "responses": _ok({"type": "object"})}},
         },

@@ -402,10 +402,11 @@ def tokens_revoke(token_id: int) -> None:
 def _register_commands() -> None:
     """Command groups that live beside their domain."""
     from hub.cli.client import client
+    from hub.cli.reports import reports
     from hub.cli.scheduling import escalate_command, scheduler_command
     from hub.cli.sms import sms
 
-    for command in (client, escalate_command, scheduler_command, sms):
+    for command in (client, escalate_command, scheduler_command, sms, reports):
         main.add_command(command)
 
 

@@ -28,6 +28,7 @@ from hub.config import Policy
 from hub.db import skip_locked
 from hub.errors import log_failure
 from hub.directory.models import Agency, Contact
+from hub.escalation.models import LadderStep
 from hub.notify import service as notify
 from hub.referrals.models import OPEN_STATES, Referral
 
@@ -84,6 +85,8 @@ def start_clock(referral, clock: str | None, now: dt.datetime) -> None:
     policy = Policy.from_json(referral.ladder)
     referral.clock_started_at = now
     referral.deadline_at = deadline(policy, clock, now)
+    if clock == "ack":  # kept after the clock stops: the reports' late_share
+        referral.ack_deadline_at = referral.deadline_at
     referral.next_step_at = step_due_at(policy, clock, now, 0)
 
 
@@ -200,6 +203,8 @@ class Advance:
     version: int
     values: dict[str, Any]
     fired: list[tuple[int, int]] = field(default_factory=list)  # (step, repeat)
+    clock: str | None = None  # the clock the steps fired on
+    at: dt.datetime | None = None
     messages: int = 0
     alerts: int = 0
 
@@ -291,6 +296,7 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
         return out
     policy = frozen_policy(referral)
     clock, started, last = referral.clock, referral.clock_started_at, len(policy.ladder) - 1
+    out.clock, out.at = clock, now
     step, repeat, alerted = referral.step, referral.repeat, referral.overdue_alerted_at
     alert_at = deadline(policy, clock, started) + settings.alert_after
     if alerted is None and now >= alert_at:
@@ -339,6 +345,7 @@ def apply(session: Session, result: Advance, referral=None) -> None:
         stmt = stmt.execution_options(synchronize_session=False)
     if session.execute(stmt).rowcount != 1:
         raise FenceLost(result.referral_id)
+    record_steps(session, [result])
     if referral is not None:
         for key, value in result.values.items():
             setattr(referral, key, value)
@@ -458,6 +465,24 @@ def apply_many(session: Session, results: list[Advance]) -> None:
         changed = session.connection().execute(stmt, params).rowcount
         if changed != len(group):
             raise FenceLost(f"{len(group) - changed} of {len(group)} referrals changed under the sweep")
+    record_steps(session, results)
+
+
+def record_steps(session: Session, results: list[Advance]) -> None:
+    """The ladder's record (hub.escalation.models.LadderStep): each first firing of a step, once.
+
+    Called after the fenced write, in its transaction; a row that exists already (a
+    repeat, or a step fired again after a clock restarted) is left as it is.
+    """
+    rows = [{"referral_id": r.referral_id, "clock": r.clock, "step": step, "fired_at": r.at}
+            for r in results if r.clock is not None for step, repeat in r.fired if repeat == 0]
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(LadderStep).on_conflict_do_nothing(), rows)
 
 
 def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings, limit: int = 500) -> SweepReport:

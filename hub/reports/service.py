@@ -1,0 +1,395 @@
+"""Coordinators' figures (API.md ``GET /api/v1/reports/summary``), in SQL over metadata only.
+
+Everything here reads the referral rows (state, times, receiving agency), the
+directory (the receiving agency's province) and the ladder's record
+(:class:`hub.escalation.models.LadderStep`); never a packet. The definitions are
+API.md's, word for word:
+
+- first answer: the recipient's first transition out of ``sent`` (acknowledged,
+  accepted or declined). The lifecycle stamps ``acknowledged_at`` on the first
+  of them, so ``first_answer_s = acknowledged_at - created_at``;
+  ``decision_s = decided_at - created_at``.
+- p50, p90 by nearest rank: the smallest value v such that at least that share
+  of the values is <= v. Computed with ``row_number()`` over the sorted values:
+  the value at rank ceil(p * n), i.e. the first row with ``rank * 100 >= p * n``
+  (integers only), which is exactly PostgreSQL's ``percentile_disc`` and runs
+  the same on SQLite.
+- ``acceptance_rate``: accepted (whatever came after) over accepted plus declined.
+- ``unanswered_share``: no first answer (whether still waiting, withdrawn or failed).
+- ``late_share``: the first answer came after the ack deadline, or there is none
+  and the deadline passed while the referral still waited (now, or when it was
+  withdrawn; docs/design-notes.md "Reports").
+- ``steps_fired``: per step index, the (referral, clock) pairs on which it fired.
+
+Times are whole seconds (each timestamp truncated to its second on both backends).
+Cost follows the window: the scope is a set of receiving agencies (a province holds
+a few), and ``ix_referral_to_created`` turns each into one range scan.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.types import Integer
+
+from hub.accounts import access
+from hub.audit.service import record as audit
+from hub.clock import ensure_utc, rfc3339
+from hub.config import Settings, TaskForce
+from hub.directory.models import Agency, Contact
+from hub.errors import BadInput, Forbidden
+from hub.escalation import service as escalation
+from hub.escalation.models import LadderStep
+from hub.notify.models import OutboxMessage
+from hub.referrals.models import FINAL_STATES, OPEN_STATES, Referral
+from hub.referrals.service import OUTCOMES, PROVINCES
+
+STATES = OPEN_STATES + FINAL_STATES
+DEFAULT_DAYS = 30
+MAX_DAYS = 3 * 366 + 1  # a few years at once; beyond that, ask twice
+PERCENTILES = (50, 90)
+
+
+# -- whole seconds since the epoch, the same on both backends ------------------------------------
+
+
+class epoch_seconds(ColumnElement):
+    """The UTC timestamp ``column`` as whole seconds since 1970 (truncated), NULL stays NULL."""
+
+    type = Integer()
+    inherit_cache = True
+
+    def __init__(self, column):
+        self.column = column
+
+
+@compiles(epoch_seconds)
+def _epoch_default(element, compiler, **kw):  # SQLite keeps naive UTC text
+    return f"CAST(strftime('%s', {compiler.process(element.column, **kw)}) AS INTEGER)"
+
+
+@compiles(epoch_seconds, "postgresql")
+def _epoch_postgresql(element, compiler, **kw):
+    return f"CAST(floor(extract(epoch FROM {compiler.process(element.column, **kw)})) AS BIGINT)"
+
+
+# -- the request: window and scope ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose referrals: all (national), or those received by the agencies of one province."""
+
+    national: bool
+    province: str | None  # the coordinator's own province, or the chosen one for the national view
+    taskforce: TaskForce | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def parse_when(text: str | None, name: str) -> dt.datetime | None:
+    """A date (midnight UTC) or an RFC 3339 time with a zone; BadInput otherwise."""
+    if text is None or text == "":
+        return None
+    text = text.strip()
+    try:
+        if _DATE.match(text):
+            return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        if value.tzinfo is None:
+            raise ValueError
+        return ensure_utc(value)
+    except ValueError:
+        raise BadInput(f"'{name}' must be a date like 2026-11-01 or a time like 2026-11-01T00:00:00Z",
+                       code="invalid_field") from None
+
+
+def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: dt.datetime) -> Window:
+    """[start, end): default the 30 days up to now; ``end`` must come after ``start``."""
+    start = parse_when(start, "from") if not isinstance(start, dt.datetime) else ensure_utc(start)
+    end = parse_when(end, "to") if not isinstance(end, dt.datetime) else ensure_utc(end)
+    if end is None:
+        end = now if start is None else start + dt.timedelta(days=DEFAULT_DAYS)
+    if start is None:
+        start = end - dt.timedelta(days=DEFAULT_DAYS)
+    if end <= start:
+        raise BadInput("'to' must come after 'from'", code="invalid_field")
+    if end - start > dt.timedelta(days=MAX_DAYS):
+        raise BadInput(f"a report covers at most {MAX_DAYS} days; ask for a shorter window", code="invalid_field")
+    return Window(start, end)
+
+
+def scope_for(session: Session, principal, province: str | None, *, taskforce: str | None = None,
+              settings: Settings | None = None) -> Scope:
+    """The caller's scope: 403 for anyone but a coordinator; a provincial coordinator sees their province."""
+    access.require(principal, "reports.view")
+    national, own = escalation.coordinator_province(session, principal)
+    if province is not None and province not in PROVINCES:
+        raise BadInput(f"'province' must be an ISO 3166-2:KH code such as KH-12, not {province!r}",
+                       code="invalid_field")
+    if not national:
+        if province not in (None, own):
+            raise Forbidden(f"your committee sees the referrals of {own} only", code="forbidden")
+        province = own
+    return Scope(national=national, province=province, taskforce=_taskforce(settings, taskforce))
+
+
+def national_scope(province: str | None = None, *, taskforce: str | None = None,
+                   settings: Settings | None = None) -> Scope:
+    """The hub operator's scope (`hub reports summary` on the server): everything, or one province."""
+    if province is not None and province not in PROVINCES:
+        raise BadInput(f"--province must be an ISO 3166-2:KH code such as KH-12, not {province!r}",
+                       code="invalid_field")
+    return Scope(national=True, province=province, taskforce=_taskforce(settings, taskforce))
+
+
+def _taskforce(settings: Settings | None, name: str | None) -> TaskForce | None:
+    if not name:
+        return None
+    forces = settings.taskforces if settings is not None else {}
+    if name not in forces:
+        raise BadInput(f"'taskforce' must be one of: {', '.join(forces) or '(none configured)'}",
+                       code="invalid_field")
+    return forces[name]
+
+
+def taskforce_clause(force: TaskForce) -> ColumnElement[bool]:
+    """Referrals that are the task force's: one of its needs, or (child affairs) a child."""
+    # ``needs`` is JSON text of a closed vocabulary: '"legal"' matches that need and nothing else.
+    terms = [Referral.needs.like(f'%"{need}"%') for need in force.needs]
+    if force.child:
+        terms.append(Referral.child.is_(True))
+    return sa.or_(*terms) if terms else sa.false()
+
+
+def _referrals_in(scope: Scope, win: Window) -> sa.Select:
+    """The referrals of the window and scope, with the receiving agency's province: one row each."""
+    stmt = (sa.select(Referral.id.label("id"), Referral.to_agency_id.label("agency"),
+                      Agency.province.label("province"), Referral.status.label("status"),
+                      Referral.outcome.label("outcome"), Referral.created_at.label("created_at"),
+                      Referral.acknowledged_at.label("answered_at"), Referral.decided_at.label("decided_at"),
+                      Referral.ack_deadline_at.label("ack_deadline_at"), Referral.closed_at.label("closed_at"))
+            .join(Agency, Agency.id == Referral.to_agency_id)
+            .where(Referral.created_at >= win.start, Referral.created_at < win.end))
+    if scope.province is not None:
+        # A province's receiving agencies, each one range scan of ix_referral_to_created.
+        stmt = stmt.where(Referral.to_agency_id.in_(sa.select(Agency.id).where(Agency.province == scope.province)
+                                                    .scalar_subquery()))
+    if scope.taskforce is not None:
+        stmt = stmt.where(taskforce_clause(scope.taskforce))
+    return stmt
+
+
+# -- the figures -----------------------------------------------------------------------------------
+
+
+def _empty(steps: Iterable[int]) -> dict[str, Any]:
+    return {"referrals": {"total": 0, "by_status": {s: 0 for s in STATES}},
+            "first_answer_s": {"count": 0, "p50": None, "p90": None},
+            "decision_s": {"count": 0, "p50": None, "p90": None},
+            "acceptance_rate": None, "unanswered_share": None, "late_share": None,
+            "steps_fired": {str(i): 0 for i in steps}, "outcomes": {o: 0 for o in OUTCOMES}}
+
+
+def _rate(num: int, den: int) -> float | None:
+    return None if not den else round(num / den, 4)
+
+
+def _figures(session: Session, base, key: str | None, now: dt.datetime, steps: list[int]) -> dict[Any, dict]:
+    """Figures grouped by ``key`` ("agency", "province" or None for the whole scope)."""
+    group = [base.c[key]] if key else []
+    answered = base.c.answered_at
+    counts = [sa.func.count().label("total")]
+    counts += [sa.func.sum(sa.case((base.c.status == s, 1), else_=0)).label(f"s_{s}") for s in STATES]
+    counts += [sa.func.sum(sa.case((base.c.outcome == o, 1), else_=0)).label(f"o_{o}") for o in OUTCOMES]
+    accepted = sa.and_(base.c.decided_at.is_not(None), base.c.status != "declined")
+    late = sa.or_(answered > base.c.ack_deadline_at,
+                  sa.and_(answered.is_(None), base.c.ack_deadline_at <= sa.func.coalesce(base.c.closed_at, now)))
+    counts += [
+        sa.func.sum(sa.case((accepted, 1), else_=0)).label("accepted"),
+        sa.func.sum(sa.case((base.c.status == "declined", 1), else_=0)).label("declined"),
+        sa.func.sum(sa.case((answered.is_(None), 1), else_=0)).label("unanswered"),
+        sa.func.sum(sa.case((late, 1), else_=0)).label("late"),
+    ]
+    out: dict[Any, dict] = {}
+    for row in session.execute(sa.select(*group, *counts).group_by(*group)).mappings():
+        fig = _empty(steps)
+        total = row["total"]
+        fig["referrals"] = {"total": total, "by_status": {s: int(row[f"s_{s}"] or 0) for s in STATES}}
+        fig["outcomes"] = {o: int(row[f"o_{o}"] or 0) for o in OUTCOMES}
+        acc, dec = int(row["accepted"] or 0), int(row["declined"] or 0)
+        fig["acceptance_rate"] = _rate(acc, acc + dec)
+        fig["unanswered_share"] = _rate(int(row["unanswered"] or 0), total)
+        fig["late_share"] = _rate(int(row["late"] or 0), total)
+        out[row[key] if key else None] = fig
+
+    for name, start, stop in (("first_answer_s", base.c.created_at, answered),
+                              ("decision_s", base.c.created_at, base.c.decided_at)):
+        for k, count, pcts in _percentiles(session, base, group, epoch_seconds(stop) - epoch_seconds(start), stop):
+            entry = out[k if key else None][name]
+            entry["count"] = count
+            entry.update({f"p{p}": v for p, v in zip(PERCENTILES, pcts)})
+
+    fired = (sa.select(*group, LadderStep.step, sa.func.count().label("n"))
+             .select_from(base).join(LadderStep, LadderStep.referral_id == base.c.id)
+             .group_by(*group, LadderStep.step))
+    for row in session.execute(fired).mappings():
+        out[row[key] if key else None]["steps_fired"][str(row["step"])] = row["n"]
+    return out
+
+
+def _percentiles(session: Session, base, group: list, value, present) -> list[tuple[Any, int, list[int | None]]]:
+    """(group key, count, [p50, p90]) by nearest rank over ``value`` where ``present`` is set."""
+    ranked = (sa.select(*group, value.label("v"),
+                        sa.func.row_number().over(partition_by=group or None, order_by=value).label("rn"),
+                        sa.func.count().over(partition_by=group or None).label("n"))
+              .where(present.is_not(None)).subquery())
+    keys = [ranked.c[c.key] for c in group]
+    pcts = [sa.func.min(sa.case((ranked.c.rn * 100 >= p * ranked.c.n, ranked.c.v))).label(f"p{p}")
+            for p in PERCENTILES]
+    stmt = sa.select(*keys, sa.func.count().label("count"), *pcts).group_by(*keys)
+    n = len(keys)
+    return [(row[0] if n else None, row[n], [None if v is None else int(v) for v in row[n + 1:]])
+            for row in session.execute(stmt)]
+
+
+def ladder_steps(settings: Settings | None) -> list[int]:
+    """Step indexes always shown (0 .. the longest configured ladder's last), even when none fired."""
+    longest = max((len(p.ladder) for p in settings.policies.values()), default=4) if settings else 4
+    return list(range(longest))
+
+
+def summary(session: Session, scope: Scope, win: Window, now: dt.datetime, *, settings: Settings | None = None,
+            actor: str, export: str | None = None) -> dict[str, Any]:
+    """API.md's summary for the window and scope; one audit entry (ids and counts only)."""
+    now = ensure_utc(now)
+    base = _referrals_in(scope, win).subquery("base")
+    steps = ladder_steps(settings)
+    whole = _figures(session, base, None, now, steps).get(None) or _empty(steps)
+    agencies = _figures(session, base, "agency", now, steps)
+    provinces = _figures(session, base, "province", now, steps)
+    for figs in (whole, *agencies.values(), *provinces.values()):
+        figs["steps_fired"] = dict(sorted(figs["steps_fired"].items(), key=lambda kv: int(kv[0])))
+    out = {"from": rfc3339(win.start), "to": rfc3339(win.end), "province": scope.province,
+           "taskforce": scope.taskforce.id if scope.taskforce else None, **whole,
+           "by_agency": [{"agency": a, **agencies[a]} for a in sorted(agencies)],
+           "by_province": [{"province": p, **provinces[p]} for p in sorted(provinces, key=lambda p: (p is None, p))]}
+    audit(session, at=now, actor=actor, action="report.export" if export else "report.summary",
+          detail={"from": out["from"], "to": out["to"], "province": scope.province, "format": export or "json",
+                  "taskforce": out["taskforce"], "national": scope.national,
+                  "referrals": whole["referrals"]["total"], "agencies": len(agencies)})
+    return out
+
+
+# -- CSV: one row per receiving agency ----------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """A cell a spreadsheet reads as text: '' for None, and a leading ' before = + - @ tab CR."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The header and one row per agency: the same figures as the JSON, flattened."""
+    states = list(STATES)
+    steps = list(report["steps_fired"])
+    header = (["from", "to", "province", "agency", "referrals"] + [f"status_{s}" for s in states]
+              + ["first_answer_count", "first_answer_p50_s", "first_answer_p90_s",
+                 "decision_count", "decision_p50_s", "decision_p90_s",
+                 "acceptance_rate", "unanswered_share", "late_share"]
+              + [f"step_{i}_fired" for i in steps] + [f"outcome_{o}" for o in OUTCOMES])
+    rows = [header]
+    for item in report["by_agency"]:
+        fa, de = item["first_answer_s"], item["decision_s"]
+        rows.append([report["from"], report["to"], report["province"], item["agency"], item["referrals"]["total"]]
+                    + [item["referrals"]["by_status"][s] for s in states]
+                    + [fa["count"], fa["p50"], fa["p90"], de["count"], de["p50"], de["p90"],
+                       item["acceptance_rate"], item["unanswered_share"], item["late_share"]]
+                    + [item["steps_fired"].get(i, 0) for i in steps] + [item["outcomes"][o] for o in OUTCOMES])
+    return [[csv_cell(v) for v in row] for row in rows]
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(csv_rows(report))
+    return buf.getvalue()
+
+
+# -- the board: open escalations with who was texted ---------------------------------------------------
+
+
+def board(session: Session, principal, now: dt.datetime, *, province: str | None = None,
+          urgency: str | None = None, child: bool | None = None, taskforce: str | None = None,
+          settings: Settings | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """The coordinator's board: open escalations (hub.escalation.service.open_escalations, whose scope it
+    keeps), filtered, each with the texts of its running clock (agency, role, step, delivery status)."""
+    scope = scope_for(session, principal, province, taskforce=taskforce, settings=settings)
+    if urgency not in (None, "urgent", "normal"):
+        raise BadInput("'urgency' must be urgent or normal", code="invalid_field")
+    rows = escalation.open_escalations(session, principal, now, limit=500)
+    agencies = {a.id: a for a in session.scalars(sa.select(Agency))}
+    picked = []
+    for referral, notified in rows:
+        recipient = agencies.get(referral.to_agency_id)
+        where = recipient.province if recipient is not None else None
+        if scope.province is not None and where != scope.province:
+            continue
+        if urgency is not None and referral.urgency != urgency:
+            continue
+        if child is not None and bool(referral.child) != child:
+            continue
+        if scope.taskforce is not None and not _in_taskforce(scope.taskforce, referral):
+            continue
+        picked.append((referral, notified, where))
+    picked = picked[:limit]
+    texts = _texts(session, [r for r, _n, _p in picked])
+    out = []
+    for referral, notified, where in picked:
+        deadline = referral.deadline_at
+        out.append({"id": referral.id, "code": referral.code, "from": referral.from_agency_id,
+                    "to": referral.to_agency_id, "province": where, "urgency": referral.urgency,
+                    "child": bool(referral.child), "needs": list(referral.needs or []), "status": referral.status,
+                    "clock": referral.clock, "step": referral.step, "deadline_at": deadline,
+                    "overdue_s": max(0, int((now - deadline).total_seconds())) if deadline else 0,
+                    "waited_s": max(0, int((now - referral.created_at).total_seconds())),
+                    "owner": referral.owner, "owned_at": referral.owned_at, "notified": notified,
+                    "texts": texts.get((referral.id, referral.clock), [])})
+    return out
+
+
+def _in_taskforce(force: TaskForce, referral) -> bool:
+    return bool(set(referral.needs or []) & set(force.needs)) or (force.child and bool(referral.child))
+
+
+def _texts(session: Session, referrals: list) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Per (referral, clock): the ladder texts, as agency, contact role, step and delivery status."""
+    if not referrals:
+        return {}
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    stmt = (sa.select(OutboxMessage.referral_id, OutboxMessage.clock, OutboxMessage.step, OutboxMessage.status,
+                      Contact.agency_id, Contact.role)
+            .join(Contact, Contact.id == OutboxMessage.contact_id)
+            .where(OutboxMessage.referral_id.in_([r.id for r in referrals]), OutboxMessage.step.is_not(None))
+            .order_by(OutboxMessage.id))
+    for rid, clock, step, status, agency, role in session.execute(stmt):
+        out.setdefault((rid, clock), []).append({"agency": agency, "role": role, "step": step, "status": status})
+    return out
