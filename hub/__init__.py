@@ -40,6 +40,7 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
     from hub.api.errors import register_error_handlers
     from hub.health import health_bp
     from hub.metrics import metrics_bp
+    from hub.web.coordinators import coordinators_bp
     from hub.web.sms import notify_bp
     from hub.web.views import web_bp
 
@@ -48,7 +49,7 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
     # Twilio's webhooks are signed; a one-tap link's token is its own single-use capability.
     csrf.exempt(api_bp)
     csrf.exempt(notify_bp)
-    for bp in (api_bp, health_bp, metrics_bp, notify_bp, web_bp):
+    for bp in (api_bp, health_bp, metrics_bp, notify_bp, web_bp, coordinators_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
     for hook in ctx.blueprint_hooks:

@@ -51,6 +51,7 @@ _FIGURES = {
     "acceptance_rate": {**_RATE, "description": "accepted (whatever came after) over accepted plus declined"},
     "unanswered_share": {**_RATE, "description": "share with no first answer (waiting, withdrawn or failed)"},
     "late_share": {**_RATE, "description": "share answered after the ack deadline, or unanswered past it"},
+    "on_time_share": {**_RATE, "description": "share answered by the ack deadline"},
     "steps_fired": {"type": "object", "additionalProperties": {"type": "integer"},
                     "description": "per ladder step index: (referral, clock) pairs on which it fired"},
     "outcomes": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -59,6 +60,11 @@ _SUMMARY = {"type": "object", "required": ["from", "to", "province", *_FIGURES, 
             "properties": {
                 "from": {"type": "string", "format": "date-time"}, "to": {"type": "string", "format": "date-time"},
                 "province": {"type": ["string", "null"]}, "taskforce": {"type": ["string", "null"]}, **_FIGURES,
+                "first_answer_histogram": {"type": "array", "items": {
+                    "type": "object", "required": ["le_s", "count"], "properties": {
+                        "le_s": {"type": ["integer", "null"], "description": "bucket's upper bound in seconds "
+                                                                             "(inclusive); null: longer"},
+                        "count": {"type": "integer"}}}},
                 "by_agency": {"type": "array", "items": {"type": "object", "required": ["agency"],
                                                         "properties": {"agency": {"type": "string"}, **_FIGURES}}},
                 "by_province": {"type": "array", "items": {"type": "object", "required": ["province"], "properties": {

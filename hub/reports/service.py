@@ -21,6 +21,10 @@ API.md's, word for word:
   withdrawn; docs/design-notes.md "Reports").
 - ``steps_fired``: per step index, the (referral, clock) pairs on which it fired.
 
+Added to API.md's figures (additions, nothing renamed): ``on_time_share``, the share
+answered by the ack deadline; ``first_answer_histogram`` (whole scope), first answers
+per bucket of HISTOGRAM_S; ``taskforce``, the task force filter.
+
 Times are whole seconds (each timestamp truncated to its second on both backends).
 Cost follows the window: the scope is a set of receiving agencies (a province holds
 a few), and ``ix_referral_to_created`` turns each into one range scan.
@@ -200,7 +204,7 @@ def _empty(steps: Iterable[int]) -> dict[str, Any]:
     return {"referrals": {"total": 0, "by_status": {s: 0 for s in STATES}},
             "first_answer_s": {"count": 0, "p50": None, "p90": None},
             "decision_s": {"count": 0, "p50": None, "p90": None},
-            "acceptance_rate": None, "unanswered_share": None, "late_share": None,
+            "acceptance_rate": None, "unanswered_share": None, "late_share": None, "on_time_share": None,
             "steps_fired": {str(i): 0 for i in steps}, "outcomes": {o: 0 for o in OUTCOMES}}
 
 
@@ -223,6 +227,7 @@ def _figures(session: Session, base, key: str | None, now: dt.datetime, steps: l
         sa.func.sum(sa.case((base.c.status == "declined", 1), else_=0)).label("declined"),
         sa.func.sum(sa.case((answered.is_(None), 1), else_=0)).label("unanswered"),
         sa.func.sum(sa.case((late, 1), else_=0)).label("late"),
+        sa.func.sum(sa.case((answered <= base.c.ack_deadline_at, 1), else_=0)).label("on_time"),
     ]
     out: dict[Any, dict] = {}
     for row in session.execute(sa.select(*group, *counts).group_by(*group)).mappings():
@@ -234,6 +239,7 @@ def _figures(session: Session, base, key: str | None, now: dt.datetime, steps: l
         fig["acceptance_rate"] = _rate(acc, acc + dec)
         fig["unanswered_share"] = _rate(int(row["unanswered"] or 0), total)
         fig["late_share"] = _rate(int(row["late"] or 0), total)
+        fig["on_time_share"] = _rate(int(row["on_time"] or 0), total)
         out[row[key] if key else None] = fig
 
     for name, start, stop in (("first_answer_s", base.c.created_at, answered),
@@ -266,6 +272,20 @@ def _percentiles(session: Session, base, group: list, value, present) -> list[tu
             for row in session.execute(stmt)]
 
 
+# Upper bounds (seconds, inclusive) of the time-to-first-answer histogram; the last bucket is open.
+HISTOGRAM_S = (5 * 60, 15 * 60, 30 * 60, 60 * 60, 2 * 3600, 4 * 3600, 24 * 3600)
+
+
+def _histogram(session: Session, base) -> list[dict[str, Any]]:
+    """First answers counted per bucket of HISTOGRAM_S (``le_s`` None: longer), then the unanswered."""
+    seconds = epoch_seconds(base.c.answered_at) - epoch_seconds(base.c.created_at)
+    bucket = sa.case(*[(seconds <= le, i) for i, le in enumerate(HISTOGRAM_S)], else_=len(HISTOGRAM_S))
+    stmt = (sa.select(bucket.label("b"), sa.func.count()).where(base.c.answered_at.is_not(None))
+            .group_by(bucket))
+    counts = dict(session.execute(stmt).all())
+    return [{"le_s": le, "count": int(counts.get(i, 0))} for i, le in enumerate((*HISTOGRAM_S, None))]
+
+
 def ladder_steps(settings: Settings | None) -> list[int]:
     """Step indexes always shown (0 .. the longest configured ladder's last), even when none fired."""
     longest = max((len(p.ladder) for p in settings.policies.values()), default=4) if settings else 4
@@ -285,6 +305,7 @@ def summary(session: Session, scope: Scope, win: Window, now: dt.datetime, *, se
         figs["steps_fired"] = dict(sorted(figs["steps_fired"].items(), key=lambda kv: int(kv[0])))
     out = {"from": rfc3339(win.start), "to": rfc3339(win.end), "province": scope.province,
            "taskforce": scope.taskforce.id if scope.taskforce else None, **whole,
+           "first_answer_histogram": _histogram(session, base),
            "by_agency": [{"agency": a, **agencies[a]} for a in sorted(agencies)],
            "by_province": [{"province": p, **provinces[p]} for p in sorted(provinces, key=lambda p: (p is None, p))]}
     audit(session, at=now, actor=actor, action="report.export" if export else "report.summary",
@@ -312,7 +333,7 @@ def csv_rows(report: dict[str, Any]) -> list[list[str]]:
     header = (["from", "to", "province", "agency", "referrals"] + [f"status_{s}" for s in states]
               + ["first_answer_count", "first_answer_p50_s", "first_answer_p90_s",
                  "decision_count", "decision_p50_s", "decision_p90_s",
-                 "acceptance_rate", "unanswered_share", "late_share"]
+                 "acceptance_rate", "unanswered_share", "late_share", "on_time_share"]
               + [f"step_{i}_fired" for i in steps] + [f"outcome_{o}" for o in OUTCOMES])
     rows = [header]
     for item in report["by_agency"]:
@@ -320,7 +341,8 @@ def csv_rows(report: dict[str, Any]) -> list[list[str]]:
         rows.append([report["from"], report["to"], report["province"], item["agency"], item["referrals"]["total"]]
                     + [item["referrals"]["by_status"][s] for s in states]
                     + [fa["count"], fa["p50"], fa["p90"], de["count"], de["p50"], de["p90"],
-                       item["acceptance_rate"], item["unanswered_share"], item["late_share"]]
+                       item["acceptance_rate"], item["unanswered_share"], item["late_share"],
+                       item["on_time_share"]]
                     + [item["steps_fired"].get(i, 0) for i in steps] + [item["outcomes"][o] for o in OUTCOMES])
     return [[csv_cell(v) for v in row] for row in rows]
 
@@ -381,15 +403,18 @@ def _in_taskforce(force: TaskForce, referral) -> bool:
 
 
 def _texts(session: Session, referrals: list) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """Per (referral, clock): the ladder texts, as agency, contact role, step and delivery status."""
+    """Per (referral, clock): its ladder texts counted by step, agency, contact role and delivery status."""
     if not referrals:
         return {}
     out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    stmt = (sa.select(OutboxMessage.referral_id, OutboxMessage.clock, OutboxMessage.step, OutboxMessage.status,
-                      Contact.agency_id, Contact.role)
+    stmt = (sa.select(OutboxMessage.referral_id, OutboxMessage.clock, OutboxMessage.step, Contact.agency_id,
+                      Contact.role, OutboxMessage.status, sa.func.count())
             .join(Contact, Contact.id == OutboxMessage.contact_id)
             .where(OutboxMessage.referral_id.in_([r.id for r in referrals]), OutboxMessage.step.is_not(None))
-            .order_by(OutboxMessage.id))
-    for rid, clock, step, status, agency, role in session.execute(stmt):
-        out.setdefault((rid, clock), []).append({"agency": agency, "role": role, "step": step, "status": status})
+            .group_by(OutboxMessage.referral_id, OutboxMessage.clock, OutboxMessage.step, Contact.agency_id,
+                      Contact.role, OutboxMessage.status)
+            .order_by(OutboxMessage.step, Contact.agency_id, Contact.role, OutboxMessage.status))
+    for rid, clock, step, agency, role, status, n in session.execute(stmt):
+        out.setdefault((rid, clock), []).append({"step": step, "agency": agency, "role": role, "status": status,
+                                                 "count": n})
     return out

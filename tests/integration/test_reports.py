@@ -116,6 +116,9 @@ def test_the_summary_equals_the_figures_computed_by_hand(client, network, histor
     assert got["acceptance_rate"] == 0.75  # A, B, C accepted; D declined
     assert got["unanswered_share"] == round(2 / 7, 4)  # F waiting, H withdrawn unanswered
     assert got["late_share"] == round(3 / 7, 4)  # C and E answered late, F unanswered past its deadline
+    assert got["on_time_share"] == round(3 / 7, 4)  # A, B, D
+    # 300 <= 5 min; 600 <= 15 min; 1200 <= 30 min; 2700, 3000 <= 1 h
+    assert [b["count"] for b in got["first_answer_histogram"]] == [1, 1, 1, 2, 0, 0, 0, 0]
     # step 0: A, B three clocks each (ack, decide, arrive), C two (ack, arrive), E two (ack, decide),
     # D, F, H one; step 1: C, E, F; steps 2 and 3: F.
     assert got["steps_fired"] == {"0": 13, "1": 3, "2": 1, "3": 1}
@@ -243,6 +246,7 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted_as_text():
                              "first_answer_s": {"count": 0, "p50": None, "p90": None},
                              "decision_s": {"count": 0, "p50": None, "p90": None},
                              "acceptance_rate": None, "unanswered_share": -0.5, "late_share": None,
+                             "on_time_share": None,
                              "steps_fired": {"0": 1},
                              "outcomes": {o: 0 for o in ("reintegrated", "repatriated", "transferred", "left_care",
                                                          "other")}}]}
