@@ -92,8 +92,8 @@ OPENAPI_PATHS = {
         "responses": {
             "200": {"description": "done", "content": {
                 "application/json": {"schema": _SUMMARY},
-                "text/csv": {"schema": {"type": "string"}, "description": "one row per receiving agency; cells "
-                                        "starting with = + - @ tab or CR are prefixed with '"}}},
+                "text/csv": {"schema": {"type": "string", "description": "one row per receiving agency; cells "
+                                        "starting with = + - @ tab or CR are prefixed with '"}}}},
             **{str(s): {"description": d, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/Error"}}}} for s, d in _ERRORS.items()},
         },
