@@ -212,78 +212,114 @@ def _rate(num: int, den: int) -> float | None:
     return None if not den else round(num / den, 4)
 
 
-def _figures(session: Session, base, key: str | None, now: dt.datetime, steps: list[int]) -> dict[Any, dict]:
-    """Figures grouped by ``key`` ("agency", "province" or None for the whole scope)."""
-    group = [base.c[key]] if key else []
-    answered = base.c.answered_at
-    counts = [sa.func.count().label("total")]
-    counts += [sa.func.sum(sa.case((base.c.status == s, 1), else_=0)).label(f"s_{s}") for s in STATES]
-    counts += [sa.func.sum(sa.case((base.c.outcome == o, 1), else_=0)).label(f"o_{o}") for o in OUTCOMES]
-    accepted = sa.and_(base.c.decided_at.is_not(None), base.c.status != "declined")
-    late = sa.or_(answered > base.c.ack_deadline_at,
-                  sa.and_(answered.is_(None), base.c.ack_deadline_at <= sa.func.coalesce(base.c.closed_at, now)))
-    counts += [
-        sa.func.sum(sa.case((accepted, 1), else_=0)).label("accepted"),
-        sa.func.sum(sa.case((base.c.status == "declined", 1), else_=0)).label("declined"),
-        sa.func.sum(sa.case((answered.is_(None), 1), else_=0)).label("unanswered"),
-        sa.func.sum(sa.case((late, 1), else_=0)).label("late"),
-        sa.func.sum(sa.case((answered <= base.c.ack_deadline_at, 1), else_=0)).label("on_time"),
-    ]
-    out: dict[Any, dict] = {}
-    for row in session.execute(sa.select(*group, *counts).group_by(*group)).mappings():
+# Upper bounds (seconds, inclusive) of the time-to-first-answer histogram; the last bucket is open.
+HISTOGRAM_S = (5 * 60, 15 * 60, 30 * 60, 60 * 60, 2 * 3600, 4 * 3600, 24 * 3600)
+# The groupings of every figure: the whole scope, per receiving agency, per its province.
+GROUPINGS = (("all", None), ("agency", "agency"), ("province", "province"))
+
+
+def _base(scope: Scope, win: Window, now: dt.datetime):
+    """The window's referrals with the per-referral facts every figure is built from (a CTE: read once)."""
+    inner = _referrals_in(scope, win).subquery("r")
+    r = inner.c
+    answered = r.answered_at
+    late = sa.or_(answered > r.ack_deadline_at,
+                  sa.and_(answered.is_(None), r.ack_deadline_at <= sa.func.coalesce(r.closed_at, now)))
+
+    def flag(cond):
+        return sa.case((cond, 1), else_=0)
+
+    return sa.select(
+        r.id, r.agency, r.province, r.status, r.outcome,
+        (epoch_seconds(answered) - epoch_seconds(r.created_at)).label("fa"),
+        (epoch_seconds(r.decided_at) - epoch_seconds(r.created_at)).label("dec"),
+        flag(sa.and_(r.decided_at.is_not(None), r.status != "declined")).label("accepted"),
+        flag(r.status == "declined").label("declined"),
+        flag(answered.is_(None)).label("unanswered"),
+        flag(late).label("late"),
+        flag(answered <= r.ack_deadline_at).label("on_time"),
+    ).cte("base")
+
+
+def _kind(kind: str):
+    return sa.literal_column(f"'{kind}'", sa.String).label("kind")  # one of GROUPINGS' fixed names
+
+
+def _figures_branch(base, kind: str, key: str | None) -> sa.Select:
+    """One grouping's counts and nearest-rank percentiles (row_number over the sorted non-null values)."""
+    part = [base.c[key]] if key else []
+    windows = []
+    for metric in ("fa", "dec"):
+        value = base.c[metric]
+        windows += [sa.func.row_number().over(partition_by=[*part, value.is_(None)], order_by=value)
+                    .label(f"rn_{metric}"),
+                    sa.func.count(value).over(partition_by=part or None).label(f"n_{metric}")]
+    ranked = sa.select(base, *windows).subquery(f"ranked_{kind}")
+    c = ranked.c
+    group = c[key] if key else None
+    cols = [_kind(kind), (sa.cast(group, sa.String) if key else sa.cast(sa.null(), sa.String)).label("key"),
+            sa.func.count().label("total")]
+    cols += [sa.func.sum(sa.case((c.status == s, 1), else_=0)).label(f"s_{s}") for s in STATES]
+    cols += [sa.func.sum(sa.case((c.outcome == o, 1), else_=0)).label(f"o_{o}") for o in OUTCOMES]
+    cols += [sa.func.sum(c[f]).label(f) for f in ("accepted", "declined", "unanswered", "late", "on_time")]
+    for metric in ("fa", "dec"):
+        value, rn, n = c[metric], c[f"rn_{metric}"], c[f"n_{metric}"]
+        cols.append(sa.func.count(value).label(f"{metric}_count"))
+        cols += [sa.func.min(sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
+                 .label(f"{metric}_p{p}") for p in PERCENTILES]
+    stmt = sa.select(*cols).select_from(ranked)
+    return stmt.group_by(group) if key else stmt
+
+
+def _counts_branches(base) -> list[sa.Select]:
+    """Steps fired per grouping and step; the histogram of first answers (kind "histogram")."""
+    out = []
+    for kind, key in GROUPINGS:
+        group = base.c[key] if key else None
+        stmt = (sa.select(_kind(kind), (sa.cast(group, sa.String) if key else sa.cast(sa.null(), sa.String))
+                          .label("key"), LadderStep.step.label("bucket"), sa.func.count().label("n"))
+                .select_from(base.join(LadderStep, LadderStep.referral_id == base.c.id)))
+        out.append(stmt.group_by(*([group] if key else []), LadderStep.step))
+    bucket = sa.case(*[(base.c.fa <= le, i) for i, le in enumerate(HISTOGRAM_S)], else_=len(HISTOGRAM_S))
+    out.append(sa.select(_kind("histogram"), sa.cast(sa.null(), sa.String).label("key"), bucket.label("bucket"),
+                         sa.func.count().label("n")).where(base.c.fa.is_not(None)).group_by(bucket))
+    return out
+
+
+def _figures(session: Session, scope: Scope, win: Window, now: dt.datetime, steps: list[int]):
+    """Every figure of every grouping in two statements over one read of the window.
+
+    Returns ({kind: {key: figures}}, histogram).
+    """
+    base = _base(scope, win, now)
+    out: dict[str, dict[Any, dict]] = {kind: {} for kind, _key in GROUPINGS}
+    for row in session.execute(sa.union_all(*[_figures_branch(base, kind, key) for kind, key in GROUPINGS])
+                               ).mappings():
         fig = _empty(steps)
-        total = row["total"]
+        total = int(row["total"])
+        if row["kind"] == "all" and total == 0:
+            continue  # the whole-scope aggregate of an empty window: one row of zeros
         fig["referrals"] = {"total": total, "by_status": {s: int(row[f"s_{s}"] or 0) for s in STATES}}
         fig["outcomes"] = {o: int(row[f"o_{o}"] or 0) for o in OUTCOMES}
         acc, dec = int(row["accepted"] or 0), int(row["declined"] or 0)
         fig["acceptance_rate"] = _rate(acc, acc + dec)
-        fig["unanswered_share"] = _rate(int(row["unanswered"] or 0), total)
-        fig["late_share"] = _rate(int(row["late"] or 0), total)
-        fig["on_time_share"] = _rate(int(row["on_time"] or 0), total)
-        out[row[key] if key else None] = fig
-
-    for name, start, stop in (("first_answer_s", base.c.created_at, answered),
-                              ("decision_s", base.c.created_at, base.c.decided_at)):
-        for k, count, pcts in _percentiles(session, base, group, epoch_seconds(stop) - epoch_seconds(start), stop):
-            entry = out[k if key else None][name]
-            entry["count"] = count
-            entry.update({f"p{p}": v for p, v in zip(PERCENTILES, pcts)})
-
-    fired = (sa.select(*group, LadderStep.step, sa.func.count().label("n"))
-             .select_from(base).join(LadderStep, LadderStep.referral_id == base.c.id)
-             .group_by(*group, LadderStep.step))
-    for row in session.execute(fired).mappings():
-        out[row[key] if key else None]["steps_fired"][str(row["step"])] = row["n"]
-    return out
+        for name in ("unanswered", "late", "on_time"):
+            fig[f"{name}_share"] = _rate(int(row[name] or 0), total)
+        for metric, name in (("fa", "first_answer_s"), ("dec", "decision_s")):
+            fig[name] = {"count": int(row[f"{metric}_count"]),
+                         **{f"p{p}": _int(row[f"{metric}_p{p}"]) for p in PERCENTILES}}
+        out[row["kind"]][row["key"]] = fig
+    histogram = [0] * (len(HISTOGRAM_S) + 1)
+    for kind, key, bucket, n in session.execute(sa.union_all(*_counts_branches(base))):
+        if kind == "histogram":
+            histogram[int(bucket)] = int(n)
+        else:
+            out[kind][key]["steps_fired"][str(bucket)] = int(n)
+    return out, [{"le_s": le, "count": n} for le, n in zip((*HISTOGRAM_S, None), histogram)]
 
 
-def _percentiles(session: Session, base, group: list, value, present) -> list[tuple[Any, int, list[int | None]]]:
-    """(group key, count, [p50, p90]) by nearest rank over ``value`` where ``present`` is set."""
-    ranked = (sa.select(*group, value.label("v"),
-                        sa.func.row_number().over(partition_by=group or None, order_by=value).label("rn"),
-                        sa.func.count().over(partition_by=group or None).label("n"))
-              .where(present.is_not(None)).subquery())
-    keys = [ranked.c[c.key] for c in group]
-    pcts = [sa.func.min(sa.case((ranked.c.rn * 100 >= p * ranked.c.n, ranked.c.v))).label(f"p{p}")
-            for p in PERCENTILES]
-    stmt = sa.select(*keys, sa.func.count().label("count"), *pcts).group_by(*keys)
-    n = len(keys)
-    return [(row[0] if n else None, row[n], [None if v is None else int(v) for v in row[n + 1:]])
-            for row in session.execute(stmt)]
-
-
-# Upper bounds (seconds, inclusive) of the time-to-first-answer histogram; the last bucket is open.
-HISTOGRAM_S = (5 * 60, 15 * 60, 30 * 60, 60 * 60, 2 * 3600, 4 * 3600, 24 * 3600)
-
-
-def _histogram(session: Session, base) -> list[dict[str, Any]]:
-    """First answers counted per bucket of HISTOGRAM_S (``le_s`` None: longer), then the unanswered."""
-    seconds = epoch_seconds(base.c.answered_at) - epoch_seconds(base.c.created_at)
-    bucket = sa.case(*[(seconds <= le, i) for i, le in enumerate(HISTOGRAM_S)], else_=len(HISTOGRAM_S))
-    stmt = (sa.select(bucket.label("b"), sa.func.count()).where(base.c.answered_at.is_not(None))
-            .group_by(bucket))
-    counts = dict(session.execute(stmt).all())
-    return [{"le_s": le, "count": int(counts.get(i, 0))} for i, le in enumerate((*HISTOGRAM_S, None))]
+def _int(value) -> int | None:
+    return None if value is None else int(value)
 
 
 def ladder_steps(settings: Settings | None) -> list[int]:
@@ -296,16 +332,15 @@ def summary(session: Session, scope: Scope, win: Window, now: dt.datetime, *, se
             actor: str, export: str | None = None) -> dict[str, Any]:
     """API.md's summary for the window and scope; one audit entry (ids and counts only)."""
     now = ensure_utc(now)
-    base = _referrals_in(scope, win).subquery("base")
     steps = ladder_steps(settings)
-    whole = _figures(session, base, None, now, steps).get(None) or _empty(steps)
-    agencies = _figures(session, base, "agency", now, steps)
-    provinces = _figures(session, base, "province", now, steps)
+    figures, histogram = _figures(session, scope, win, now, steps)
+    whole = figures["all"].get(None) or _empty(steps)
+    agencies, provinces = figures["agency"], figures["province"]
     for figs in (whole, *agencies.values(), *provinces.values()):
         figs["steps_fired"] = dict(sorted(figs["steps_fired"].items(), key=lambda kv: int(kv[0])))
     out = {"from": rfc3339(win.start), "to": rfc3339(win.end), "province": scope.province,
            "taskforce": scope.taskforce.id if scope.taskforce else None, **whole,
-           "first_answer_histogram": _histogram(session, base),
+           "first_answer_histogram": histogram,
            "by_agency": [{"agency": a, **agencies[a]} for a in sorted(agencies)],
            "by_province": [{"province": p, **provinces[p]} for p in sorted(provinces, key=lambda p: (p is None, p))]}
     audit(session, at=now, actor=actor, action="report.export" if export else "report.summary",
