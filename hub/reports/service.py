@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Integer
 
 from hub.accounts import access
@@ -63,24 +64,22 @@ PERCENTILES = (50, 90)
 # -- whole seconds since the epoch, the same on both backends ------------------------------------
 
 
-class epoch_seconds(ColumnElement):
-    """The UTC timestamp ``column`` as whole seconds since 1970 (truncated), NULL stays NULL."""
+class epoch_seconds(FunctionElement):
+    """The UTC timestamp argument as whole seconds since 1970 (truncated); NULL stays NULL."""
 
     type = Integer()
+    name = "epoch_seconds"
     inherit_cache = True
-
-    def __init__(self, column):
-        self.column = column
 
 
 @compiles(epoch_seconds)
 def _epoch_default(element, compiler, **kw):  # SQLite keeps naive UTC text
-    return f"CAST(strftime('%s', {compiler.process(element.column, **kw)}) AS INTEGER)"
+    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
 
 
 @compiles(epoch_seconds, "postgresql")
 def _epoch_postgresql(element, compiler, **kw):
-    return f"CAST(floor(extract(epoch FROM {compiler.process(element.column, **kw)})) AS BIGINT)"
+    return f"CAST(floor(extract(epoch FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
 
 
 # -- the request: window and scope ----------------------------------------------------------------
@@ -179,21 +178,23 @@ def taskforce_clause(force: TaskForce) -> ColumnElement[bool]:
     return sa.or_(*terms) if terms else sa.false()
 
 
-def _referrals_in(scope: Scope, win: Window) -> sa.Select:
-    """The referrals of the window and scope, with the receiving agency's province: one row each."""
+def _referrals_in(taskforce: TaskForce | None, by_agency: bool) -> sa.Select:
+    """The referrals of the window (bind parameters ``start``, ``end``) and scope, with the receiving
+    agency's province: one row each. ``by_agency``: only those received by ``agencies`` (expanding)."""
     stmt = (sa.select(Referral.id.label("id"), Referral.to_agency_id.label("agency"),
                       Agency.province.label("province"), Referral.status.label("status"),
                       Referral.outcome.label("outcome"), Referral.created_at.label("created_at"),
                       Referral.acknowledged_at.label("answered_at"), Referral.decided_at.label("decided_at"),
                       Referral.ack_deadline_at.label("ack_deadline_at"), Referral.closed_at.label("closed_at"))
             .join(Agency, Agency.id == Referral.to_agency_id)
-            .where(Referral.created_at >= win.start, Referral.created_at < win.end))
-    if scope.province is not None:
-        # A province's receiving agencies, each one range scan of ix_referral_to_created.
-        stmt = stmt.where(Referral.to_agency_id.in_(sa.select(Agency.id).where(Agency.province == scope.province)
-                                                    .scalar_subquery()))
-    if scope.taskforce is not None:
-        stmt = stmt.where(taskforce_clause(scope.taskforce))
+            .where(Referral.created_at >= sa.bindparam("start", type_=Referral.created_at.type),
+                   Referral.created_at < sa.bindparam("end", type_=Referral.created_at.type)))
+    if by_agency:
+        # A province's receiving agencies, named: each one range scan of ix_referral_to_created. (Given
+        # as a subquery instead, PostgreSQL reads the whole window of every province and filters.)
+        stmt = stmt.where(Referral.to_agency_id.in_(sa.bindparam("agencies", expanding=True)))
+    if taskforce is not None:
+        stmt = stmt.where(taskforce_clause(taskforce))
     return stmt
 
 
@@ -218,11 +219,11 @@ HISTOGRAM_S = (5 * 60, 15 * 60, 30 * 60, 60 * 60, 2 * 3600, 4 * 3600, 24 * 3600)
 GROUPINGS = (("all", None), ("agency", "agency"), ("province", "province"))
 
 
-def _base(scope: Scope, win: Window, now: dt.datetime):
+def _base(taskforce: TaskForce | None, by_agency: bool):
     """The window's referrals with the per-referral facts every figure is built from (a CTE: read once)."""
-    inner = _referrals_in(scope, win).subquery("r")
-    r = inner.c
+    r = _referrals_in(taskforce, by_agency).subquery("r").c
     answered = r.answered_at
+    now = sa.bindparam("now", type_=Referral.created_at.type)
     late = sa.or_(answered > r.ack_deadline_at,
                   sa.and_(answered.is_(None), r.ack_deadline_at <= sa.func.coalesce(r.closed_at, now)))
 
@@ -241,8 +242,24 @@ def _base(scope: Scope, win: Window, now: dt.datetime):
     ).cte("base")
 
 
+FLAGS = ("accepted", "declined", "unanswered", "late", "on_time")
+# The columns of every branch of the summary's one statement, in order.
+COLUMNS = (("kind", "key", "bucket", "total") + tuple(f"s_{s}" for s in STATES) + tuple(f"o_{o}" for o in OUTCOMES)
+           + FLAGS + tuple(f"{m}_{x}" for m in ("fa", "dec") for x in ("count", *(f"p{p}" for p in PERCENTILES))))
+
+
+def _branch(values: dict[str, Any]) -> list:
+    """The branch's columns in COLUMNS order; those it does not compute are NULL."""
+    return [values[name].label(name) if name in values else sa.cast(sa.null(), sa.Integer).label(name)
+            for name in COLUMNS]
+
+
 def _kind(kind: str):
-    return sa.literal_column(f"'{kind}'", sa.String).label("kind")  # one of GROUPINGS' fixed names
+    return sa.literal_column(f"'{kind}'", sa.String)  # one of GROUPINGS' fixed names, or "histogram"
+
+
+def _key(column):
+    return sa.cast(column, sa.String) if column is not None else sa.cast(sa.null(), sa.String)
 
 
 def _figures_branch(base, kind: str, key: str | None) -> sa.Select:
@@ -257,44 +274,74 @@ def _figures_branch(base, kind: str, key: str | None) -> sa.Select:
     ranked = sa.select(base, *windows).subquery(f"ranked_{kind}")
     c = ranked.c
     group = c[key] if key else None
-    cols = [_kind(kind), (sa.cast(group, sa.String) if key else sa.cast(sa.null(), sa.String)).label("key"),
-            sa.func.count().label("total")]
-    cols += [sa.func.sum(sa.case((c.status == s, 1), else_=0)).label(f"s_{s}") for s in STATES]
-    cols += [sa.func.sum(sa.case((c.outcome == o, 1), else_=0)).label(f"o_{o}") for o in OUTCOMES]
-    cols += [sa.func.sum(c[f]).label(f) for f in ("accepted", "declined", "unanswered", "late", "on_time")]
+    values: dict[str, Any] = {"kind": _kind(kind), "key": _key(group), "total": sa.func.count()}
+    values.update({f"s_{s}": sa.func.sum(sa.case((c.status == s, 1), else_=0)) for s in STATES})
+    values.update({f"o_{o}": sa.func.sum(sa.case((c.outcome == o, 1), else_=0)) for o in OUTCOMES})
+    values.update({f: sa.func.sum(c[f]) for f in FLAGS})
     for metric in ("fa", "dec"):
         value, rn, n = c[metric], c[f"rn_{metric}"], c[f"n_{metric}"]
-        cols.append(sa.func.count(value).label(f"{metric}_count"))
-        cols += [sa.func.min(sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
-                 .label(f"{metric}_p{p}") for p in PERCENTILES]
-    stmt = sa.select(*cols).select_from(ranked)
+        values[f"{metric}_count"] = sa.func.count(value)
+        values.update({f"{metric}_p{p}": sa.func.min(sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
+                       for p in PERCENTILES})
+    stmt = sa.select(*_branch(values)).select_from(ranked)
     return stmt.group_by(group) if key else stmt
 
 
-def _counts_branches(base) -> list[sa.Select]:
-    """Steps fired per grouping and step; the histogram of first answers (kind "histogram")."""
+def _counts_branches(base, groupings) -> list[sa.Select]:
+    """Steps fired per grouping and step (from one join of the ladder's record); the histogram."""
+    fired = (sa.select(base.c.agency, base.c.province, LadderStep.step)
+             .select_from(base.join(LadderStep, LadderStep.referral_id == base.c.id)).cte("fired"))
     out = []
-    for kind, key in GROUPINGS:
-        group = base.c[key] if key else None
-        stmt = (sa.select(_kind(kind), (sa.cast(group, sa.String) if key else sa.cast(sa.null(), sa.String))
-                          .label("key"), LadderStep.step.label("bucket"), sa.func.count().label("n"))
-                .select_from(base.join(LadderStep, LadderStep.referral_id == base.c.id)))
-        out.append(stmt.group_by(*([group] if key else []), LadderStep.step))
+    for kind, key in groupings:
+        group = fired.c[key] if key else None
+        stmt = sa.select(*_branch({"kind": _kind(kind), "key": _key(group), "bucket": fired.c.step,
+                                   "total": sa.func.count()}))
+        out.append(stmt.group_by(*([group] if key else []), fired.c.step))
     bucket = sa.case(*[(base.c.fa <= le, i) for i, le in enumerate(HISTOGRAM_S)], else_=len(HISTOGRAM_S))
-    out.append(sa.select(_kind("histogram"), sa.cast(sa.null(), sa.String).label("key"), bucket.label("bucket"),
-                         sa.func.count().label("n")).where(base.c.fa.is_not(None)).group_by(bucket))
+    out.append(sa.select(*_branch({"kind": _kind("histogram"), "key": _key(None), "bucket": bucket,
+                                   "total": sa.func.count()})).where(base.c.fa.is_not(None)).group_by(bucket))
     return out
 
 
+_STATEMENTS: dict[tuple, sa.CompoundSelect] = {}
+
+
+def statement(taskforce: TaskForce | None, by_agency: bool) -> sa.CompoundSelect:
+    """The summary's one statement for a shape of scope, built once (its values are bind parameters)."""
+    shape = (by_agency, taskforce)
+    stmt = _STATEMENTS.get(shape)
+    if stmt is None:
+        base = _base(taskforce, by_agency)
+        # One province's scope is its own by_province row: that grouping is the whole scope's.
+        groupings = [g for g in GROUPINGS if not (by_agency and g[0] == "province")]
+        stmt = _STATEMENTS[shape] = sa.union_all(*[_figures_branch(base, kind, key) for kind, key in groupings],
+                                                 *_counts_branches(base, groupings))
+    return stmt
+
+
+def statement_params(session: Session, scope: Scope, win: Window, now: dt.datetime) -> tuple[sa.CompoundSelect,
+                                                                                             dict[str, Any]]:
+    """The statement of a summary and its values (a province: its receiving agencies, from the directory)."""
+    params: dict[str, Any] = {"start": win.start, "end": win.end, "now": now}
+    if scope.province is not None:
+        params["agencies"] = list(session.scalars(sa.select(Agency.id).where(Agency.province == scope.province)
+                                                  .order_by(Agency.id))) or [""]
+    return statement(scope.taskforce, scope.province is not None), params
+
+
 def _figures(session: Session, scope: Scope, win: Window, now: dt.datetime, steps: list[int]):
-    """Every figure of every grouping in two statements over one read of the window.
+    """Every figure of every grouping in one statement reading the window once.
 
     Returns ({kind: {key: figures}}, histogram).
     """
-    base = _base(scope, win, now)
+    stmt, params = statement_params(session, scope, win, now)
     out: dict[str, dict[Any, dict]] = {kind: {} for kind, _key in GROUPINGS}
-    for row in session.execute(sa.union_all(*[_figures_branch(base, kind, key) for kind, key in GROUPINGS])
-                               ).mappings():
+    histogram = [0] * (len(HISTOGRAM_S) + 1)
+    counts = []
+    for row in session.execute(stmt, params).mappings():
+        if row["bucket"] is not None:
+            counts.append(row)
+            continue
         fig = _empty(steps)
         total = int(row["total"])
         if row["kind"] == "all" and total == 0:
@@ -309,12 +356,13 @@ def _figures(session: Session, scope: Scope, win: Window, now: dt.datetime, step
             fig[name] = {"count": int(row[f"{metric}_count"]),
                          **{f"p{p}": _int(row[f"{metric}_p{p}"]) for p in PERCENTILES}}
         out[row["kind"]][row["key"]] = fig
-    histogram = [0] * (len(HISTOGRAM_S) + 1)
-    for kind, key, bucket, n in session.execute(sa.union_all(*_counts_branches(base))):
-        if kind == "histogram":
-            histogram[int(bucket)] = int(n)
+    for row in counts:
+        if row["kind"] == "histogram":
+            histogram[int(row["bucket"])] = int(row["total"])
         else:
-            out[kind][key]["steps_fired"][str(bucket)] = int(n)
+            out[row["kind"]][row["key"]]["steps_fired"][str(row["bucket"])] = int(row["total"])
+    if scope.province is not None and None in out["all"]:
+        out["province"] = {scope.province: out["all"][None]}
     return out, [{"le_s": le, "count": n} for le, n in zip((*HISTOGRAM_S, None), histogram)]
 
 
