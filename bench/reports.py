@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import statistics
 import sys
@@ -104,8 +105,6 @@ def _settings(tmp: Path, url: str):
 
 
 def build(engine, settings, total: int) -> float:
-    import json
-
     ladder = json.dumps(settings.policies["urgent"].to_json(), separators=(",", ":"), sort_keys=True)
     started = time.perf_counter()
     with engine.begin() as conn:

@@ -40,7 +40,7 @@ def _reason() -> dict:
 
 def document() -> dict:
     from hub.api.escalations import OPENAPI_PATHS
-    from hub.api.reports import OPENAPI_PATHS as REPORTS_PATHS
+    from hub.api.reports import OPENAPI_PATHS as REPORTS_PATHS  # beside escalations' (the lead moves both)
 
     packet = {"type": "object", "additionalProperties": False, "required": ["v", "header", "ct", "sig"],
               "properties": {"v": {"const": "refhub/v1"}, "header": {"type": "string"},

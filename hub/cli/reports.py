@@ -14,6 +14,7 @@ import click
 from hub.cli import HubCliError, _clock, _sessions, _settings, config_option
 from hub.db import session_scope
 from hub.errors import HubError
+from hub.reports import service
 
 
 @click.group("reports")
@@ -32,8 +33,6 @@ def reports() -> None:
 def summary_command(start: str | None, end: str | None, province: str | None, taskforce: str | None,
                     as_csv: bool) -> None:
     """Print the summary of referrals created in [--from, --to)."""
-    from hub.reports import service
-
     settings = _settings()
     now = _clock().now()
     try:

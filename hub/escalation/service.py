@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from hub.config import Policy
@@ -478,10 +480,7 @@ def record_steps(session: Session, results: list[Advance]) -> None:
             for r in results if r.clock is not None for step, repeat in r.fired if repeat == 0]
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(insert(LadderStep).on_conflict_do_nothing(), rows)
 
 

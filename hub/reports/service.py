@@ -31,7 +31,9 @@ a few), and ``ix_referral_to_created`` turns each into one range scan.
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -431,9 +433,6 @@ def csv_rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 def to_csv(report: dict[str, Any]) -> str:
-    import csv
-    import io
-
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\r\n").writerows(csv_rows(report))
     return buf.getvalue()

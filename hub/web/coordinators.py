@@ -13,8 +13,10 @@ import datetime as dt
 from typing import Any
 from xml.etree import ElementTree
 
+import pygal
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup
+from pygal.style import Style
 
 try:  # the web helper's Flask-Babel; strings here are marked for its catalogues either way
     from flask_babel import gettext as _babel_gettext
@@ -195,9 +197,6 @@ def _shown_to(report: dict) -> str:
 
 
 def _style():
-    import pygal
-    from pygal.style import Style
-
     return pygal, Style(background="white", plot_background="white", foreground="#1a1a1a",
                         foreground_strong="#1a1a1a", foreground_subtle="#555", colors=("#123c5a", "#8a1c1c",
                                                                                           "#4a7a2c", "#b07a00",
