@@ -5,20 +5,18 @@ from flask import Response, jsonify, request
 
 from hub.api import api_bp
 from hub.api.common import principal, query_arg
-from hub.context import current, db
+from hub.faces import current, db
 from hub.reports import service as reports
 
 
 def summary_request(who, *, export: str | None = None) -> dict:
-    """Parse the window, province and task force of the request; one service call (it audits)."""
+    """The window, province and task force of the request; one service call (it audits)."""
     ctx = current()
-    session = db()
-    now = ctx.clock.now()
-    scope = reports.scope_for(session, who, request.args.get("province") or None,
-                              taskforce=request.args.get("taskforce") or None, settings=ctx.settings)
-    win = reports.window(request.args.get("from"), request.args.get("to"), now)
-    out = reports.summary(session, scope, win, now, settings=ctx.settings, actor=who.display, export=export)
-    session.commit()  # the audit entry of the request
+    out, _scope = reports.summary_for(db(), who, ctx.clock.now(), province=request.args.get("province") or None,
+                                      taskforce=request.args.get("taskforce") or None,
+                                      start=request.args.get("from"), end=request.args.get("to"),
+                                      settings=ctx.settings, export=export)
+    db().commit()  # the audit entry of the request
     return out
 
 

@@ -11,13 +11,13 @@ import json
 
 import click
 
-from hub.cli import HubCliError, _clock, _sessions, _settings, config_option
+from hub.cli.context import HubCliError, HubGroup, command_context, config_option
 from hub.db import session_scope
 from hub.errors import HubError
 from hub.reports import service
 
 
-@click.group("reports")
+@click.group("reports", cls=HubGroup)
 def reports() -> None:
     """Coordinators' figures: response times, acceptance, escalations, outcomes."""
 
@@ -33,16 +33,16 @@ def reports() -> None:
 def summary_command(start: str | None, end: str | None, province: str | None, taskforce: str | None,
                     as_csv: bool) -> None:
     """Print the summary of referrals created in [--from, --to)."""
-    settings = _settings()
-    now = _clock().now()
+    ctx = command_context()
+    now = ctx.clock.now()
     try:
-        scope = service.national_scope(province, taskforce=taskforce, settings=settings)
+        scope = service.national_scope(province, taskforce=taskforce, settings=ctx.settings)
         win = service.window(start, end, now)
     except HubError as exc:  # name the option, not the API's query parameter
         raise HubCliError(exc.message.replace("'from'", "--from").replace("'to'", "--to")
                           .replace("'taskforce'", "--taskforce"), 2) from None
-    with session_scope(_sessions(settings)) as session:
-        report = service.summary(session, scope, win, now, settings=settings, actor="cli",
+    with session_scope(ctx.sessions) as session:
+        report = service.summary(session, scope, win, now, settings=ctx.settings, actor="cli",
                                  export="csv" if as_csv else None)
     if as_csv:
         click.echo(service.to_csv(report), nl=False)

@@ -45,7 +45,7 @@ from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Integer
 
-from hub.accounts import access
+from hub import access
 from hub.audit.service import record as audit
 from hub.clock import ensure_utc, rfc3339
 from hub.config import Settings, TaskForce
@@ -54,8 +54,9 @@ from hub.errors import BadInput, Forbidden
 from hub.escalation import service as escalation
 from hub.escalation.models import LadderStep
 from hub.notify.models import OutboxMessage
-from hub.referrals.models import FINAL_STATES, OPEN_STATES, Referral
-from hub.referrals.service import OUTCOMES, PROVINCES
+from hub.referrals import service as referrals
+from hub.referrals.models import Referral
+from hub.vocabulary import FINAL_STATES, OPEN_STATES, OUTCOMES, PROVINCES
 
 STATES = OPEN_STATES + FINAL_STATES
 DEFAULT_DAYS = 30
@@ -141,7 +142,7 @@ def scope_for(session: Session, principal, province: str | None, *, taskforce: s
               settings: Settings | None = None) -> Scope:
     """The caller's scope: 403 for anyone but a coordinator; a provincial coordinator sees their province."""
     access.require(principal, "reports.view")
-    national, own = escalation.coordinator_province(session, principal)
+    national, own = referrals.coordinator_scope(session, principal)
     if province is not None and province not in PROVINCES:
         raise BadInput(f"'province' must be an ISO 3166-2:KH code such as KH-12, not {province!r}",
                        code="invalid_field")
@@ -400,6 +401,16 @@ def summary(session: Session, scope: Scope, win: Window, now: dt.datetime, *, se
     return out
 
 
+def summary_for(session: Session, principal, now: dt.datetime, *, province: str | None = None,
+                taskforce: str | None = None, start: str | None = None, end: str | None = None,
+                settings: Settings | None = None, export: str | None = None) -> tuple[dict[str, Any], Scope]:
+    """What a face asks for: the caller's scope (403 unless a coordinator), the window, the summary
+    (audited). Returns the summary and the scope it covered."""
+    scope = scope_for(session, principal, province, taskforce=taskforce, settings=settings)
+    win = window(start, end, now)
+    return summary(session, scope, win, now, settings=settings, actor=principal.display, export=export), scope
+
+
 # -- CSV: one row per receiving agency ----------------------------------------------------------------
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -443,9 +454,10 @@ def to_csv(report: dict[str, Any]) -> str:
 
 def board(session: Session, principal, now: dt.datetime, *, province: str | None = None,
           urgency: str | None = None, child: bool | None = None, taskforce: str | None = None,
-          settings: Settings | None = None, limit: int = 200) -> list[dict[str, Any]]:
+          settings: Settings | None = None, limit: int = 200) -> tuple[list[dict[str, Any]], Scope]:
     """The coordinator's board: open escalations (hub.escalation.service.open_escalations, whose scope it
-    keeps), filtered, each with the texts of its running clock (agency, role, step, delivery status)."""
+    keeps), filtered, each with the texts of its running clock (agency, role, step, delivery status);
+    and the scope shown."""
     scope = scope_for(session, principal, province, taskforce=taskforce, settings=settings)
     if urgency not in (None, "urgent", "normal"):
         raise BadInput("'urgency' must be urgent or normal", code="invalid_field")
@@ -477,7 +489,7 @@ def board(session: Session, principal, now: dt.datetime, *, province: str | None
                     "waited_s": max(0, int((now - referral.created_at).total_seconds())),
                     "owner": referral.owner, "owned_at": referral.owned_at, "notified": notified,
                     "texts": texts.get((referral.id, referral.clock), [])})
-    return out
+    return out, scope
 
 
 def _in_taskforce(force: TaskForce, referral) -> bool:

@@ -26,10 +26,10 @@ except ImportError:  # pragma: no cover - until Flask-Babel is a dependency
 from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE
 from hub.clock import rfc3339
-from hub.context import current, db
+from hub.faces import current, db
 from hub.errors import BadInput, HubError, Unauthenticated
 from hub.escalation import service as escalation
-from hub.referrals.service import PROVINCES
+from hub.vocabulary import PROVINCES
 from hub.reports import service as reports
 
 coordinators_bp = Blueprint("coordinators", __name__)
@@ -114,15 +114,14 @@ def board():
     now = ctx.clock.now()
     try:
         urgency = request.args.get("urgency") or None
-        items = reports.board(db(), who, now, province=request.args.get("province") or None,
-                              urgency=None if urgency == "any" else urgency, child=_flag("child"),
-                              taskforce=request.args.get("taskforce") or None, settings=ctx.settings)
+        items, scope = reports.board(db(), who, now, province=request.args.get("province") or None,
+                                     urgency=None if urgency == "any" else urgency, child=_flag("child"),
+                                     taskforce=request.args.get("taskforce") or None, settings=ctx.settings)
     except HubError as exc:
         return _error_page(exc)
-    national, own = escalation.coordinator_province(db(), who)
     taken = request.args.get("taken")
     html = render_template("web/coordinators/board.html", principal=who, items=items, now=rfc3339(now),
-                           national=national, own_province=own, provinces=PROVINCES,
+                           national=scope.national, own_province=scope.province, provinces=PROVINCES,
                            taskforces=ctx.settings.taskforces, args=request.args, taken=taken,
                            refresh=BOARD_REFRESH_S)
     return Response(html, headers={"Refresh": str(BOARD_REFRESH_S)}, mimetype="text/html")
@@ -145,15 +144,13 @@ def take(referral_id: str):
     return redirect(url_for("coordinators.board", taken=code, **back), code=303)
 
 
-def _summary(who, export: str | None = None) -> dict:
+def _summary(who, export: str | None = None):
     ctx = current()
-    session = db()
-    now = ctx.clock.now()
-    scope = reports.scope_for(session, who, request.args.get("province") or None,
-                              taskforce=request.args.get("taskforce") or None, settings=ctx.settings)
-    win = reports.window(request.args.get("from") or None, request.args.get("to") or None, now)
-    out = reports.summary(session, scope, win, now, settings=ctx.settings, actor=who.display, export=export)
-    session.commit()
+    out = reports.summary_for(db(), who, ctx.clock.now(), province=request.args.get("province") or None,
+                              taskforce=request.args.get("taskforce") or None,
+                              start=request.args.get("from") or None, end=request.args.get("to") or None,
+                              settings=ctx.settings, export=export)
+    db().commit()  # the audit entry of the request
     return out
 
 
@@ -163,12 +160,11 @@ def reports_page():
     if who is None:
         return redirect(url_for("web.login"))
     try:
-        report = _summary(who)
+        report, scope = _summary(who)
     except HubError as exc:
         return _error_page(exc)
-    national, own = escalation.coordinator_province(db(), who)
     return render_template("web/coordinators/reports.html", principal=who, r=report, charts=charts(report),
-                           national=national, own_province=own, provinces=PROVINCES,
+                           national=scope.national, own_province=scope.province, provinces=PROVINCES,
                            taskforces=current().settings.taskforces, args=request.args,
                            shown_to=_shown_to(report))
 
@@ -179,7 +175,7 @@ def reports_csv():
     if who is None:
         return redirect(url_for("web.login"))
     try:
-        report = _summary(who, export="csv")
+        report, _scope = _summary(who, export="csv")
     except HubError as exc:
         return _error_page(exc)
     return Response(reports.to_csv(report), mimetype="text/csv",
