@@ -28,10 +28,11 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from hub.clock import FixedClock
-from hub.config import load_settings
-from hub.db import create_all, make_engine, make_sessionmaker, session_scope
+from hub.db import make_engine, make_sessionmaker, session_scope
 from hub.directory import service as directory
+from hub.models import create_all
 from hub.reports import service as reports
+from tests.instance import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -95,13 +96,7 @@ SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY s) FROM (
 
 
 def _settings(tmp: Path, url: str):
-    text = (ROOT / "config.toml").read_text()
-    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp / "instance"}"')
-    text = text.replace('agencies = "agencies"', f'agencies = "{ROOT / "agencies"}"')
-    text = text.replace('templates = "templates"', f'templates = "{ROOT / "templates"}"')
-    cfg = tmp / "config.toml"
-    cfg.write_text(text)
-    return load_settings(cfg, env={"HUB_DATABASE_URL": url, "HUB_SECRET_KEY": "b" * 48})
+    return make_settings(tmp, url)
 
 
 def build(engine, settings, total: int) -> float:
