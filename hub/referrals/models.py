@@ -38,6 +38,8 @@ class Referral(Base):
     next_step_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     # When the running clock runs out (NULL without a clock), and when its overdue alert was raised.
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The ack clock's deadline, kept once the clock stops (reports: late_share).
+    ack_deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     overdue_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # A text of the current step failed: the next step is due at once, not at its time.
     step_failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -56,7 +58,11 @@ class Referral(Base):
     packets: Mapped[list["ReferralPacket"]] = relationship(back_populates="referral", order_by="ReferralPacket.id")
     events: Mapped[list["ReferralEvent"]] = relationship(back_populates="referral", order_by="ReferralEvent.id")
 
-    __table_args__ = (sa.Index("ix_referral_due", "next_step_at", "status"),)
+    __table_args__ = (
+        sa.Index("ix_referral_due", "next_step_at", "status"),
+        # The reports: a window of one receiving agency (a province is its few agencies) in one range scan.
+        sa.Index("ix_referral_to_created", "to_agency_id", "created_at"),
+    )
 
 
 class ReferralPacket(Base):
