@@ -32,6 +32,7 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
     )
     ctx = HubContext.build(settings, **collaborators)
     app.extensions["hub"] = ctx
+    app.after_request(ctx.after_request)
     app.teardown_appcontext(ctx.teardown)
 
     from flask_wtf.csrf import CSRFProtect

@@ -142,11 +142,13 @@ def authenticate_token(session: Session, raw: str, clock: Clock) -> Principal:
                           code="bad_token")
     if not isinstance(raw, str) or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         raise bad
-    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _sha256(raw)))
-    if token is None or token.revoked_at is not None:
+    # One statement, read afresh on every request (never cached): a revocation holds at once.
+    found = session.execute(sa.select(ApiToken, Agency).join(Agency, Agency.id == ApiToken.agency_id)
+                            .where(ApiToken.token_hash == _sha256(raw))).one_or_none()
+    if found is None:
         raise bad
-    agency = session.get(Agency, token.agency_id)
-    if agency is None or not agency.active:
+    token, agency = found
+    if token.revoked_at is not None or not agency.active:
         raise bad
     now = clock.now()
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY:

@@ -8,7 +8,7 @@ from flask import jsonify, request
 
 from hub.api import api_bp
 from hub.api.common import int_arg, json_body, principal, query_arg
-from hub.context import current, db
+from hub.context import current, db, writes
 from hub.errors import BadInput, Conflict
 from hub.referrals import service as referrals
 
@@ -58,6 +58,7 @@ def list_referrals():
 
 
 @api_bp.get("/referrals/<referral_id>")
+@writes  # fetching the packet is an audit entry, in this request's unit of work
 def get_referral(referral_id: str):
     who = principal()
     session = db()
