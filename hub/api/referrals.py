@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 
-import sqlalchemy as sa
 from flask import jsonify, request
 
 from hub.api import api_bp
 from hub.api.common import int_arg, json_body, principal, query_arg
 from hub.context import current, db, writes
-from hub.errors import BadInput, Conflict
+from hub.errors import BadInput
 from hub.referrals import service as referrals
 
 
@@ -26,23 +25,10 @@ def create_referral():
         raise BadInput("Idempotency-Key must be 1 to 200 printable characters", code="invalid_header")
     raw = request.get_data(cache=True)
     submission = referrals.parse_submission(json_body())
-    session = db()
-    try:
-        referral, created = referrals.create(
-            session, who, submission, settings=ctx.settings, now=ctx.clock.now(), notifier=ctx.notifier,
-            idempotency_key=key, fingerprint=referrals.request_fingerprint(raw))
-        session.commit()
-    except sa.exc.IntegrityError:
-        # A concurrent submission of the same referral or Idempotency-Key won the race.
-        session.rollback()
-        if key is not None:
-            referral, created = referrals.create(
-                session, who, submission, settings=ctx.settings, now=ctx.clock.now(), notifier=ctx.notifier,
-                idempotency_key=key, fingerprint=referrals.request_fingerprint(raw))
-            if not created:
-                return jsonify(_submit_result(referral)), 201
-        raise Conflict("this referral or one of its packets was submitted at the same moment; "
-                       "list your sent referrals before trying again", code="duplicate_referral") from None
+    referral, _created = referrals.create(
+        db(), who, submission, settings=ctx.settings, now=ctx.clock.now(), notifier=ctx.notifier,
+        idempotency_key=key, fingerprint=referrals.request_fingerprint(raw))
+    db().commit()
     return jsonify(_submit_result(referral)), 201
 
 

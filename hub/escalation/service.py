@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from hub.config import Policy
 from hub.db import skip_locked
 from hub.errors import log_failure
+from hub.directory import cache as directory_cache
 from hub.directory.models import Agency, Contact
 from hub.notify import service as notify
 from hub.referrals.models import OPEN_STATES, Referral
@@ -115,21 +116,19 @@ class Targets:
         self.session = session
         self._cache: dict[tuple, list[Contact]] = {}
 
-    def agency(self, agency_id: str | None) -> Agency | None:
-        # Held here: the session's identity map is weak, so session.get alone would read it again.
+    def agency(self, agency_id: str | None) -> directory_cache.AgencyInfo | None:
+        # From the process's directory cache (hub.directory.cache: short lifetime, emptied on change).
         if not agency_id:
             return None
         key = ("agency", agency_id)
         if key not in self._cache:
-            self._cache[key] = self.session.get(Agency, agency_id)
+            self._cache[key] = directory_cache.agency(self.session, agency_id)
         return self._cache[key]
 
-    def _contacts(self, agency_id: str, duty_only: bool) -> list[Contact]:
-        from hub.directory import service as directory
-
+    def _contacts(self, agency_id: str, duty_only: bool) -> list[directory_cache.ContactInfo]:
         key = ("agency", agency_id, duty_only)
         if key not in self._cache:
-            self._cache[key] = [c for c in directory.contacts_for(self.session, agency_id, duty_only=duty_only)
+            self._cache[key] = [c for c in directory_cache.contacts(self.session, agency_id, duty_only=duty_only)
                                 if c.active]
         return self._cache[key]
 

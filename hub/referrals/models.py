@@ -105,3 +105,6 @@ class IdempotencyRecord(Base):
     request_sha256: Mapped[str] = mapped_column(sa.String(64))
     referral_id: Mapped[str] = mapped_column(sa.ForeignKey("referral.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    # So that a flush writes the referral first (the record points at it).
+    referral: Mapped[Referral] = relationship()
