@@ -38,9 +38,12 @@ def list_referrals():
     box = query_arg("box", ("inbox", "sent"), default="inbox")
     status = query_arg("status", ("sent", "acknowledged", "accepted", "declined", "in_care", "closed",
                                   "withdrawn", "failed"))
-    rows = referrals.list_for(db(), who, box=box, status=status, limit=int_arg("limit", 50, 1, 200),
-                              offset=int_arg("offset", 0, 0, 1_000_000))
-    return jsonify(referrals=[referrals.metadata(r) for r in rows])
+    limit = int_arg("limit", 50, 1, 200)
+    rows = referrals.list_for(db(), who, box=box, status=status, limit=limit,
+                              offset=int_arg("offset", 0, 0, 1_000_000), cursor=request.args.get("cursor"))
+    # A full page may have more after it: its last row's cursor lists them, at the same cost.
+    return jsonify(referrals=[referrals.metadata(r) for r in rows],
+                   next_cursor=referrals.cursor_after(rows[-1]) if len(rows) == limit else None)
 
 
 @api_bp.get("/referrals/<referral_id>")

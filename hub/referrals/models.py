@@ -19,8 +19,8 @@ class Referral(Base):
     code: Mapped[str] = mapped_column(sa.String(8), index=True)
     # Set while the referral is open, NULL once final: unique among open referrals.
     open_code: Mapped[str | None] = mapped_column(sa.String(8), unique=True)
-    from_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"), index=True)
-    to_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"), index=True)
+    from_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"))
+    to_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"))
     created_by: Mapped[str] = mapped_column(sa.String(100))
     officer_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
     urgency: Mapped[str] = mapped_column(sa.String(8))
@@ -58,7 +58,12 @@ class Referral(Base):
     packets: Mapped[list["ReferralPacket"]] = relationship(back_populates="referral", order_by="ReferralPacket.id")
     events: Mapped[list["ReferralEvent"]] = relationship(back_populates="referral", order_by="ReferralEvent.id")
 
-    __table_args__ = (sa.Index("ix_referral_due", "next_step_at", "status"),)
+    __table_args__ = (
+        sa.Index("ix_referral_due", "next_step_at", "status"),
+        # The inbox and the sent box, newest first: hub.referrals.service.list_for walks these.
+        sa.Index("ix_referral_inbox", "to_agency_id", "created_at", "id"),
+        sa.Index("ix_referral_sent", "from_agency_id", "created_at", "id"),
+    )
 
 
 class ReferralPacket(Base):

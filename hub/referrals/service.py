@@ -22,6 +22,7 @@ from hub.accounts import access
 from hub.audit.service import record as audit
 from hub.audit.service import record_many as audit_many
 from hub.config import Policy, Settings
+from hub.db import UTCDateTime
 from hub.directory import cache as directory_cache
 from hub.errors import BadInput, Conflict, Invalid, NotFound
 from hub.escalation.service import CLOCK_FOR_STATE, start_clock
@@ -347,7 +348,15 @@ def transition(session: Session, principal: access.Principal, referral_id: str, 
 
 
 def list_for(session: Session, principal: access.Principal, *, box: str, status: str | None = None,
-             limit: int = 50, offset: int = 0) -> list[Referral]:
+             limit: int = 50, offset: int = 0, cursor: str | None = None) -> list[Referral]:
+    """The agency's inbox or sent referrals, newest first (ties by id), with their histories.
+
+    ``cursor`` (from :func:`cursor_after` of the last row of the previous page) starts
+    the page just after that row: the index ``(to_agency_id | from_agency_id,
+    created_at, id)`` is entered there, so every page costs the same however deep it
+    is and however many other agencies' referrals the table holds. ``offset`` still
+    works, and costs more the deeper it goes.
+    """
     if box not in ("inbox", "sent"):
         raise BadInput("'box' must be \"inbox\" or \"sent\"", code="invalid_field")
     if status is not None and status not in set(t.target for t in TRANSITIONS.values()) | {"sent"}:
@@ -356,10 +365,37 @@ def list_for(session: Session, principal: access.Principal, *, box: str, status:
     stmt = sa.select(Referral).where(column == principal.agency_id)
     if status:
         stmt = stmt.where(Referral.status == status)
+    if cursor is not None:
+        at, last_id = _parse_cursor(cursor)
+        stmt = stmt.where(sa.tuple_(Referral.created_at, Referral.id) < sa.tuple_(
+            sa.literal(at, UTCDateTime()), sa.literal(last_id, sa.String())))
     # The history goes with every row of the list: load it in one query, not one per referral.
     stmt = (stmt.options(selectinload(Referral.events))
-            .order_by(Referral.created_at.desc(), Referral.id).limit(limit).offset(offset))
+            .order_by(Referral.created_at.desc(), Referral.id.desc()).limit(limit).offset(offset))
     return list(session.scalars(stmt))
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def cursor_after(referral: Referral) -> str:
+    """The ``cursor`` that lists what comes after ``referral`` (opaque to clients: its time and id)."""
+    micros = (referral.created_at - _EPOCH) // dt.timedelta(microseconds=1)
+    return packets.b64u_encode(f"{micros}.{referral.id}".encode())
+
+
+def _parse_cursor(cursor: Any) -> tuple[dt.datetime, str]:
+    bad = BadInput("'cursor' must be the next_cursor of an earlier page", code="invalid_field")
+    if not isinstance(cursor, str) or len(cursor) > 100:
+        raise bad
+    try:
+        micros, _, referral_id = packets.b64u_decode(cursor).decode("ascii").partition(".")
+        at = _EPOCH + dt.timedelta(microseconds=int(micros))
+    except (ValueError, OverflowError, UnicodeDecodeError, packets.PacketError):
+        raise bad from None
+    if not is_referral_id(referral_id):
+        raise bad
+    return at, referral_id
 
 
 def packet_for(session: Session, principal: access.Principal, referral: Referral, *, now: dt.datetime) -> ReferralPacket | None:
