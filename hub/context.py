@@ -20,6 +20,8 @@ class HubContext:
     clock: Clock
     # Sessions for units of work that only read (no write lock on SQLite); see hub.db.
     readers: sessionmaker[Session] | None = None
+    # Sessions that take SQLite's write lock at their first write (hub.db.make_sessionmaker).
+    late_writers: sessionmaker[Session] | None = None
     gateway: Any = None
     notifier: Any = None
     blueprint_hooks: list[Callable] = field(default_factory=list)
@@ -39,7 +41,8 @@ class HubContext:
 
             notifier = LadderNotifier(settings)
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
-                   readers=make_sessionmaker(engine, writes=False), clock=clock or SystemClock(), gateway=gateway, notifier=notifier)
+                   readers=make_sessionmaker(engine, writes=False),
+                   late_writers=make_sessionmaker(engine, writes="late"), clock=clock or SystemClock(), gateway=gateway, notifier=notifier)
 
     def after_request(self, response):
         """A read-only request whose token or session check recorded a sighting commits that alone."""
@@ -69,33 +72,47 @@ def current() -> HubContext:
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def writes(view: Callable) -> Callable:
-    """Mark a GET view whose unit of work writes (e.g. an audit entry), so it takes the write lock at once."""
-    view.hub_writes = True
-    return view
+def writes(view: Callable | None = None, *, late: bool = False) -> Callable:
+    """Mark a view's unit of work as writing (needed on GET, e.g. for an audit entry).
+
+    ``late=True``: on SQLite its write lock is taken at its first write rather than at its
+    start (hub.db.make_sessionmaker): for views whose writes are guarded by constraints or
+    by locking reads, not by what their plain reads saw.
+    """
+    def mark(fn: Callable) -> Callable:
+        fn.hub_writes = "late" if late else True
+        return fn
+
+    return mark(view) if view is not None else mark
 
 
-def request_writes() -> bool:
-    """Whether this request's unit of work writes: every method but GET/HEAD/OPTIONS, and views marked @writes."""
+def request_writes() -> bool | str:
+    """This request's unit of work: True (writes), "late" (writes, lock at the first write) or False.
+
+    Every method but GET/HEAD/OPTIONS writes; a view marked with :func:`writes` says how.
+    """
     from flask import current_app, request
 
-    if request.method not in READ_METHODS:
-        return True
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    return bool(getattr(view, "hub_writes", False))
+    mark = getattr(view, "hub_writes", None)
+    if mark is not None:
+        return mark
+    return request.method not in READ_METHODS
 
 
 def db() -> Session:
     """The request's session: one unit of work per request, closed at teardown.
 
     Whether it may write is decided here, before it begins (:func:`request_writes`): on
-    SQLite a writing unit starts with BEGIN IMMEDIATE, a reading one with a plain BEGIN.
+    SQLite a writing unit takes the write lock once, a reading one never.
     """
     from flask import g
 
     if "db_session" not in g:
         ctx = current()
-        g.db_session = (ctx.sessions if request_writes() or ctx.readers is None else ctx.readers)()
+        mode = request_writes()
+        factory = {True: ctx.sessions, False: ctx.readers, "late": ctx.late_writers}[mode] or ctx.sessions
+        g.db_session = factory()
     return g.db_session
 
 

@@ -84,10 +84,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.close()
 
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves. A unit of work
-        # that writes takes the write lock once, at its start (BEGIN IMMEDIATE: no upgrade from
-        # a read lock, so two writers cannot deadlock); a read-only one (an engine or session
-        # bound with ``execution_options(hub_writes=False)``, see :func:`make_sessionmaker`)
-        # begins deferred and never takes it, so reads wait for no writer.
+        # that writes takes the write lock once (BEGIN IMMEDIATE: never an upgrade from a read
+        # lock, so two writers cannot deadlock): at its start by default, or, for a unit bound
+        # with hub_writes="late" (see make_sessionmaker), just before its first write or
+        # locking read (SELECT ... FOR UPDATE). A read-only unit (hub_writes=False) begins
+        # deferred and never takes it, so reads wait for no writer.
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn, _record):
             dbapi_conn.isolation_level = None
@@ -95,7 +96,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(conn):
             writes = conn.get_execution_options().get("hub_writes", True)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+            if writes is False:
+                conn.exec_driver_sql("BEGIN")
+            elif writes is True:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # "late": the first write or locking read begins it (below)
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _lock_late(conn, _cursor, statement, _params, context, _executemany):
+            if conn.get_execution_options().get("hub_writes", True) != "late":
+                return
+            dbapi_conn = conn.connection.driver_connection
+            if dbapi_conn.in_transaction:
+                return
+            compiled = getattr(context, "compiled", None)
+            locking = getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
+            if locking or not statement.lstrip().upper().startswith(_READ_PREFIXES):
+                dbapi_conn.execute("BEGIN IMMEDIATE")
 
         _guard_reads(engine)
         return engine
@@ -125,13 +142,17 @@ def _guard_reads(engine: Engine) -> None:
             raise WriteInReadOnlyUnit(f"a read-only unit of work tried to run {statement.split(None, 1)[0]}")
 
 
-def make_sessionmaker(engine: Engine, *, writes: bool = True) -> sessionmaker[Session]:
+def make_sessionmaker(engine: Engine, *, writes: bool | str = True) -> sessionmaker[Session]:
     """Sessions for units of work that write (the default) or only read (``writes=False``).
 
     A read-only unit never takes SQLite's write lock; any write in it raises
-    :class:`WriteInReadOnlyUnit`. On PostgreSQL both are ordinary transactions.
+    :class:`WriteInReadOnlyUnit`. ``writes="late"``: on SQLite the write lock is taken at
+    the first write or ``SELECT ... FOR UPDATE``, and each read before it sees its own
+    snapshot; only for units whose writes are guarded by constraints or locking reads,
+    not by what plain reads saw (a submission: its uniqueness is the constraints'). On
+    PostgreSQL all three are ordinary transactions.
     """
-    bind = engine if writes else engine.execution_options(hub_writes=False)
+    bind = engine if writes is True else engine.execution_options(hub_writes=writes)
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 

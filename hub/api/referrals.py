@@ -17,6 +17,7 @@ def _submit_result(referral) -> dict:
 
 
 @api_bp.post("/referrals")
+@writes(late=True)  # uniqueness is the constraints'; the reads need no write lock
 def create_referral():
     who = principal()
     ctx = current()
@@ -47,7 +48,7 @@ def list_referrals():
 
 
 @api_bp.get("/referrals/<referral_id>")
-@writes  # fetching the packet is an audit entry, in this request's unit of work
+@writes(late=True)  # fetching the packet is an audit entry, in this request's unit of work
 def get_referral(referral_id: str):
     who = principal()
     session = db()

@@ -74,35 +74,34 @@ class LadderNotifier:
         self.settings = settings
 
     def referral_changed(self, session: Session, referral, old: str | None, now: dt.datetime, actor) -> None:
-        if old is None:
-            self.referral_created(session, referral, now)
-            return
         old_clock = CLOCK_FOR_STATE.get(old) if old is not None else None
         if old_clock is not None and old_clock != referral.clock:
             self.clock_stopped(session, referral, old_clock, now, actor)
         if referral.clock is not None:
             advance_now(session, referral, now, settings=self.settings)
 
-    def referral_created(self, session: Session, referral, now: dt.datetime) -> None:
-        """Step 0 of a new referral's clock, its ladder state set before the row is written.
+    def referral_created(self, session: Session, referral, now: dt.datetime, store) -> None:
+        """Step 0 of a new referral's clock, its ladder state set before ``store()`` writes the row.
 
-        ``referral`` is pending (added, not yet flushed): its step, repeat and next
-        step are set on the object, so the INSERT carries them (no UPDATE after it),
-        and the texts and tokens are written after it, one statement each.
+        So the INSERT carries the state (no UPDATE after it); the step's texts and tokens
+        are written after the row they point at, one statement each.
         """
         if referral.next_step_at is None or referral.next_step_at > now:
+            store()
             return
         targets = Targets(session)
-        with session.no_autoflush:
-            # Look up whom step 0 texts first (reads only), so that firing it reads nothing and
-            # the pending row is not flushed early; a later step fired at once (nobody reached)
-            # may read or raise an alert, which flushes the row first: correct, one UPDATE more.
-            targets.resolve(referral, frozen_policy(referral).ladder[0].notify)
+        # Whom step 0 texts, read first. A later step fired at once (step 0 reached nobody)
+        # reads or raises its alert before store(): the alert then waits for the row (below).
+        targets.resolve(referral, frozen_policy(referral).ladder[0].notify)
         outbox = notify.OutboxBatch(session, now=now, settings=self.settings)
-        result = advance(session, referral, now, settings=self.settings, targets=targets, outbox=outbox)
+        result = advance(session, referral, now, settings=self.settings, targets=targets, outbox=outbox,
+                         defer_alerts=True)
         for key, value in result.values.items():
             setattr(referral, key, value)
-        outbox.flush()  # flushes the session first: the referral row, then its texts
+        store()
+        outbox.flush()
+        for alert in result.deferred_alerts:
+            notify.raise_alert(session, **alert)
 
     def clock_stopped(self, session: Session, referral, clock: str, now: dt.datetime, actor) -> int:
         """Void the clock's tokens and tell those it reached who answered; returns texts queued."""

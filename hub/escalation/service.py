@@ -201,6 +201,8 @@ class Advance:
     fired: list[tuple[int, int]] = field(default_factory=list)  # (step, repeat)
     messages: int = 0
     alerts: int = 0
+    # With advance(defer_alerts=True): the no-contact alerts the caller raises once the row exists.
+    deferred_alerts: list[dict] = field(default_factory=list)
 
 
 def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int, now: dt.datetime, *,
@@ -268,7 +270,7 @@ def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, tar
 
 
 def advance(session: Session, referral, now: dt.datetime, *, settings, targets: Targets | None = None,
-            outbox: notify.OutboxBatch | None = None) -> Advance:
+            outbox: notify.OutboxBatch | None = None, defer_alerts: bool = False) -> Advance:
     """Fire everything due on the referral's clock at ``now``; return the new ladder state to write.
 
     Fires each due step once (a step that reaches nobody hands over to the next
@@ -281,7 +283,8 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
     targets = targets or Targets(session)
     if outbox is None:
         outbox = notify.OutboxBatch(session, now=now, settings=settings)
-        result = advance(session, referral, now, settings=settings, targets=targets, outbox=outbox)
+        result = advance(session, referral, now, settings=settings, targets=targets, outbox=outbox,
+                         defer_alerts=defer_alerts)
         outbox.flush()
         return result
     out = Advance(referral.id, referral.version, {})
@@ -313,8 +316,12 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
         out.messages += reached or 0
         at_once = reached == 0 and step < last
         if reached == 0 and step == last and repeat == 0:
-            notify.raise_alert(session, kind="no_contact", referral_id=referral.id,
-                               province=referral.province, dedupe_key=f"no_contact:{referral.id}:{clock}", now=now)
+            alert = dict(kind="no_contact", referral_id=referral.id, province=referral.province,
+                         dedupe_key=f"no_contact:{referral.id}:{clock}", now=now)
+            if defer_alerts:
+                out.deferred_alerts.append(alert)
+            else:
+                notify.raise_alert(session, **alert)
     next_at = step_due_at(policy, clock, started, *next_firing(step, repeat, last))
     if alerted is None:
         next_at = min(next_at, alert_at)

@@ -12,10 +12,10 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
 
 from hub import packets
 from hub.accounts import access
@@ -66,10 +66,18 @@ class Notifier(Protocol):
     def referral_changed(self, session: Session, referral: Referral, old: str | None, now: dt.datetime,
                          actor: access.Principal | None) -> None: ...
 
+    def referral_created(self, session: Session, referral: Referral, now: dt.datetime,
+                         store: Callable[[], None]) -> None:
+        """Fire what a new referral starts with: set its ladder state on ``referral`` (not yet
+        written), call ``store()``, which writes its row, then write the texts that point at it."""
+
 
 class NullNotifier:
     def referral_changed(self, session, referral, old, now, actor) -> None:
         return None
+
+    def referral_created(self, session, referral, now, store) -> None:
+        store()
 
 
 @dataclass(frozen=True)
@@ -228,39 +236,57 @@ def _checked_packets(session: Session, sender_id: str, sub: Submission, settings
     return recipient, checked
 
 
+_REFERRAL = Referral.__table__
+_REFERRAL_COLUMNS = tuple(c.key for c in _REFERRAL.c)
+
+
 def _store(session: Session, principal: access.Principal, sub: Submission, recipient_id: str, checked: dict,
            policy: Policy, previous_id: str | None, *, now: dt.datetime, notifier: Notifier | None,
            idempotency_key: str | None, fingerprint: str | None) -> Referral:
-    """Add the referral and all its rows, fire step 0, flush: one INSERT per table."""
+    """Write the referral and its rows, one INSERT per table, with step 0 fired.
+
+    Plain INSERTs rather than the ORM's unit of work: the rows are new and
+    nothing reads them back here. The returned referral is attached to the session
+    as if it had been loaded.
+    """
     sender_id = principal.agency_id
     referral_id = next(iter(checked.values()))[1].header.referral_id
     code = _random_code()
     referral = Referral(
         id=referral_id, code=code, open_code=code, from_agency_id=sender_id, to_agency_id=recipient_id,
         created_by=principal.display, officer_user_id=principal.user_id, urgency=sub.urgency, child=sub.child,
-        needs=list(sub.needs), province=sub.province, status="sent", policy=policy.name, ladder=policy.to_json(),
-        step=-1, repeat=0, version=0, previous_id=previous_id, created_at=now, updated_at=now,
+        needs=list(sub.needs), province=sub.province, status="sent", status_reason=None, outcome=None,
+        policy=policy.name, ladder=policy.to_json(), step=-1, repeat=0, version=0, owner_user_id=None, owner=None,
+        owned_at=None, previous_id=previous_id, created_at=now, acknowledged_at=None, decided_at=None,
+        closed_at=None, updated_at=now,
     )
     start_clock(referral, "ack", now)
-    rows: list[Any] = [referral, ReferralEvent(referral=referral, state="sent", at=now, actor_agency_id=sender_id,
-                                               actor=principal.display)]
-    if idempotency_key is not None:
-        rows.append(IdempotencyRecord(agency_id=sender_id, key=idempotency_key, request_sha256=fingerprint,
-                                      referral=referral, created_at=now))
-    session.add_all(rows)
-    # Step 0 sets the ladder state on the pending row; its texts' flush writes the row first.
-    (notifier or NullNotifier()).referral_changed(session, referral, None, now, principal)
-    stored, entries = [], []
-    for reader, (wire, parsed) in checked.items():
-        digest = packets.packet_sha256(wire)
-        stored.append(dict(referral_id=referral_id, packet_id=parsed.header.packet_id, reader_agency_id=reader,
-                           sha256=digest, size=len(wire), wire=wire, created_at=now))
-        entries.append(dict(at=now, actor=principal.display, action="packet.stored", referral_id=referral_id,
-                            packet_sha256=digest, detail={"reader": reader, "size": len(wire)}))
-    entries.append(dict(at=now, actor=principal.display, action="referral.created", referral_id=referral_id,
-                        detail={"from": sender_id, "to": recipient_id, "policy": policy.name, "code": code}))
-    session.execute(sa.insert(ReferralPacket), stored)  # flushes the referral first; both rows in one statement
-    audit_many(session, entries)
+
+    def store() -> None:
+        session.execute(sa.insert(_REFERRAL), {k: getattr(referral, k) for k in _REFERRAL_COLUMNS})
+        session.execute(sa.insert(ReferralEvent.__table__), {
+            "referral_id": referral_id, "state": "sent", "at": now, "actor_agency_id": sender_id,
+            "actor": principal.display})
+        if idempotency_key is not None:
+            session.execute(sa.insert(IdempotencyRecord.__table__), {
+                "agency_id": sender_id, "key": idempotency_key, "request_sha256": fingerprint,
+                "referral_id": referral_id, "created_at": now})
+        stored, entries = [], []
+        for reader, (wire, parsed) in checked.items():
+            digest = packets.packet_sha256(wire)
+            stored.append(dict(referral_id=referral_id, packet_id=parsed.header.packet_id, reader_agency_id=reader,
+                               sha256=digest, size=len(wire), wire=wire, created_at=now))
+            entries.append(dict(at=now, actor=principal.display, action="packet.stored", referral_id=referral_id,
+                                packet_sha256=digest, detail={"reader": reader, "size": len(wire)}))
+        entries.append(dict(at=now, actor=principal.display, action="referral.created", referral_id=referral_id,
+                            detail={"from": sender_id, "to": recipient_id, "policy": policy.name, "code": code}))
+        session.execute(sa.insert(ReferralPacket.__table__), stored)  # both rows in one statement
+        audit_many(session, entries)
+
+    # Step 0 sets the ladder state on the referral before store() writes its row; its texts follow.
+    (notifier or NullNotifier()).referral_created(session, referral, now, store)
+    make_transient_to_detached(referral)  # as if loaded: clean, nothing to write on flush
+    session.add(referral)
     return referral
 
 
