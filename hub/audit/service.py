@@ -32,6 +32,9 @@ def record(session: Session, *, at: dt.datetime, actor: str, action: str,
     return entry
 
 
+_INSERT = sa.insert(AuditEntry.__table__)
+
+
 def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
     """Append several entries (each with :func:`record`'s keyword arguments) in one INSERT, now.
 
@@ -41,4 +44,4 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
         return
     rows = [{"at": e["at"], "actor": e["actor"], "action": e["action"], "referral_id": e.get("referral_id"),
              "packet_sha256": e.get("packet_sha256"), "detail": _checked(e.get("detail"))} for e in entries]
-    session.execute(sa.insert(AuditEntry.__table__), rows)
+    session.execute(_INSERT, rows)

@@ -236,8 +236,12 @@ def _checked_packets(session: Session, sender_id: str, sub: Submission, settings
     return recipient, checked
 
 
-_REFERRAL = Referral.__table__
-_REFERRAL_COLUMNS = tuple(c.key for c in _REFERRAL.c)
+_REFERRAL_COLUMNS = tuple(c.key for c in Referral.__table__.c)
+# Built once: a statement object keeps its compiled form's cache key.
+_INSERT_REFERRAL = sa.insert(Referral.__table__)
+_INSERT_EVENT = sa.insert(ReferralEvent.__table__)
+_INSERT_IDEMPOTENCY = sa.insert(IdempotencyRecord.__table__)
+_INSERT_PACKETS = sa.insert(ReferralPacket.__table__)
 
 
 def _store(session: Session, principal: access.Principal, sub: Submission, recipient_id: str, checked: dict,
@@ -263,12 +267,12 @@ def _store(session: Session, principal: access.Principal, sub: Submission, recip
     start_clock(referral, "ack", now)
 
     def store() -> None:
-        session.execute(sa.insert(_REFERRAL), {k: getattr(referral, k) for k in _REFERRAL_COLUMNS})
-        session.execute(sa.insert(ReferralEvent.__table__), {
+        session.execute(_INSERT_REFERRAL, {k: getattr(referral, k) for k in _REFERRAL_COLUMNS})
+        session.execute(_INSERT_EVENT, {
             "referral_id": referral_id, "state": "sent", "at": now, "actor_agency_id": sender_id,
             "actor": principal.display})
         if idempotency_key is not None:
-            session.execute(sa.insert(IdempotencyRecord.__table__), {
+            session.execute(_INSERT_IDEMPOTENCY, {
                 "agency_id": sender_id, "key": idempotency_key, "request_sha256": fingerprint,
                 "referral_id": referral_id, "created_at": now})
         stored, entries = [], []
@@ -280,7 +284,7 @@ def _store(session: Session, principal: access.Principal, sub: Submission, recip
                                 packet_sha256=digest, detail={"reader": reader, "size": len(wire)}))
         entries.append(dict(at=now, actor=principal.display, action="referral.created", referral_id=referral_id,
                             detail={"from": sender_id, "to": recipient_id, "policy": policy.name, "code": code}))
-        session.execute(sa.insert(ReferralPacket.__table__), stored)  # both rows in one statement
+        session.execute(_INSERT_PACKETS, stored)  # both rows in one statement
         audit_many(session, entries)
 
     # Step 0 sets the ladder state on the referral before store() writes its row; its texts follow.
