@@ -1,15 +1,26 @@
-"""What a running hub holds: settings, the engine, a session factory, the clock, collaborators."""
+"""What a running hub holds: settings, the engine, a session factory, the clock, collaborators.
+
+Every process that opens a session builds one of these (create_app, every `hub`
+command), so the wiring is the same everywhere: the complete metadata
+(:mod:`hub.models`), the SMS gateway, the ladder that hears of lifecycle changes,
+and the hook by which notify tells the ladder that a text failed.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import hub.models  # noqa: F401  (every table in the metadata, whatever this process imported before)
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.db import make_engine, make_sessionmaker
+from hub.escalation.notifier import LadderNotifier
+from hub.escalation.service import delivery_failed
+from hub.notify.gateways import make_gateway
 
 
 @dataclass
@@ -24,114 +35,14 @@ class HubContext:
     late_writers: sessionmaker[Session] | None = None
     gateway: Any = None
     notifier: Any = None
-    blueprint_hooks: list[Callable] = field(default_factory=list)
+    on_delivery_failed: Callable | None = delivery_failed
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None, clock: Clock | None = None,
               gateway: Any = None, notifier: Any = None) -> "HubContext":
         engine = engine or make_engine(settings.database_url)
-        if gateway is None:
-            from dataclasses import asdict
-
-            from hub.notify.gateways import make_gateway
-
-            gateway = make_gateway(asdict(settings.sms))
-        if notifier is None:
-            from hub.escalation.notifier import LadderNotifier
-
-            notifier = LadderNotifier(settings)
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
-                   readers=make_sessionmaker(engine, writes=False),
-                   late_writers=make_sessionmaker(engine, writes="late"), clock=clock or SystemClock(), gateway=gateway, notifier=notifier)
-
-    def after_request(self, response):
-        """A read-only request whose token or session check recorded a sighting commits that alone."""
-        from flask import g
-
-        if g.pop("commit_sighting", False) and "db_session" in g:
-            g.db_session.commit()
-        return response
-
-    def teardown(self, exc: BaseException | None) -> None:
-        from flask import g
-
-        g.pop("commit_sighting", None)
-        session = g.pop("db_session", None)
-        if session is not None:
-            if exc is not None:
-                session.rollback()
-            session.close()
-
-
-def current() -> HubContext:
-    from flask import current_app
-
-    return current_app.extensions["hub"]
-
-
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def writes(view: Callable | None = None, *, late: bool = False) -> Callable:
-    """Mark a view's unit of work as writing (needed on GET, e.g. for an audit entry).
-
-    ``late=True``: on SQLite its write lock is taken at its first write rather than at its
-    start (hub.db.make_sessionmaker): for views whose writes are guarded by constraints or
-    by locking reads, not by what their plain reads saw.
-    """
-    def mark(fn: Callable) -> Callable:
-        fn.hub_writes = "late" if late else True
-        return fn
-
-    return mark(view) if view is not None else mark
-
-
-def request_writes() -> bool | str:
-    """This request's unit of work: True (writes), "late" (writes, lock at the first write) or False.
-
-    Every method but GET/HEAD/OPTIONS writes; a view marked with :func:`writes` says how.
-    """
-    from flask import current_app, request
-
-    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    mark = getattr(view, "hub_writes", None)
-    if mark is not None:
-        return mark
-    return request.method not in READ_METHODS
-
-
-def db() -> Session:
-    """The request's session: one unit of work per request, closed at teardown.
-
-    Whether it may write is decided here, before it begins (:func:`request_writes`): on
-    SQLite a writing unit takes the write lock once, a reading one never.
-    """
-    from flask import g
-
-    if "db_session" not in g:
-        ctx = current()
-        mode = request_writes()
-        factory = {True: ctx.sessions, False: ctx.readers, "late": ctx.late_writers}[mode] or ctx.sessions
-        g.db_session = factory()
-    return g.db_session
-
-
-def is_read_only(session: Session) -> bool:
-    return session.get_bind().get_execution_options().get("hub_writes", True) is False
-
-
-def restart_as_writer() -> Session:
-    """End the request's read-only unit (it has only read) and begin one that writes, in its place.
-
-    For the rare read-only request that must write after all (a token's or session's
-    last-seen time, at most once a minute): restarting is safe where upgrading a read
-    lock on SQLite is not. The caller reads again what it needs.
-    """
-    from flask import g
-
-    old = g.pop("db_session", None)
-    if old is not None:
-        old.rollback()
-        old.close()
-    g.db_session = current().sessions()
-    return g.db_session
+                   readers=make_sessionmaker(engine, writes=False), late_writers=make_sessionmaker(engine, writes="late"),
+                   clock=clock or SystemClock(),
+                   gateway=gateway if gateway is not None else make_gateway(dataclasses.asdict(settings.sms)),
+                   notifier=notifier if notifier is not None else LadderNotifier(settings))

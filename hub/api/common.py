@@ -7,10 +7,10 @@ from typing import Any, Callable, TypeVar
 from flask import g, request
 from sqlalchemy.orm import Session
 
+from hub.access import Principal
 from hub.accounts import service as accounts
-from hub.accounts.access import Principal
-from hub.context import current, db, is_read_only, restart_as_writer
 from hub.errors import BadInput, Unauthenticated
+from hub.faces import current, db, is_read_only, restart_as_writer
 
 SESSION_COOKIE = "refhub_session"
 T = TypeVar("T")

@@ -7,8 +7,8 @@ from flask import jsonify, request
 
 from hub.api import api_bp
 from hub.api.common import int_arg, json_body, principal, query_arg
-from hub.context import current, db, writes
 from hub.errors import BadInput
+from hub.faces import current, db, writes
 from hub.referrals import service as referrals
 
 

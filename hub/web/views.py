@@ -9,8 +9,8 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE, sighted
-from hub.context import current, db
 from hub.errors import HubError, Unauthenticated
+from hub.faces import current, db
 from hub.referrals import service as referrals
 
 web_bp = Blueprint("web", __name__)
@@ -118,16 +118,6 @@ def referral_page(referral_id: str):
     who = _signed_in()
     if who is None:
         return redirect(url_for("web.login"))
-    from hub.accounts import access
-    from hub.errors import NotFound
-    from hub.referrals.models import Referral
-
-    session = db()
-    if access.allowed(who, "escalations.view"):
-        referral = session.get(Referral, referral_id) if referrals.is_referral_id(referral_id) else None
-        if referral is None:
-            raise NotFound("no such referral")
-        view = referrals.metadata(referral)
-    else:
-        view = referrals.party_view(referrals.get_for(session, who, referral_id))
+    referral, is_party = referrals.view_for(db(), who, referral_id)
+    view = referrals.party_view(referral) if is_party else referrals.metadata(referral)
     return render_template("web/referral.html", principal=who, r=view)
