@@ -38,6 +38,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.extensions["hub"] = HubContext.build(settings, **collaborators)
+    app.after_request(faces.after_request)
     app.teardown_appcontext(faces.teardown)
 
     csrf = CSRFProtect(app)

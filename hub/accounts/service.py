@@ -147,23 +147,29 @@ def revoke_token(session: Session, token_id: int, clock: Clock, *, actor: str = 
     return token
 
 
+_TOKEN_CHECK = (sa.select(ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at, Agency.id, Agency.active,
+                          Agency.province, Agency.kind)
+                .join(Agency, Agency.id == ApiToken.agency_id).where(ApiToken.token_hash == sa.bindparam("token_hash")))
+
+
 def authenticate_token(session: Session, raw: str, clock: Clock) -> Principal:
     """The agency system behind a bearer token; Unauthenticated if unknown or revoked."""
     bad = Unauthenticated("this API token is not valid or was revoked; create one with `hub tokens create --agency ID`",
                           code="bad_token")
     if not isinstance(raw, str) or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         raise bad
-    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _sha256(raw)))
-    if token is None or token.revoked_at is not None:
+    # One statement, read afresh on every request (never cached): a revocation holds at once.
+    found = session.execute(_TOKEN_CHECK, {"token_hash": _sha256(raw)}).one_or_none()
+    if found is None:
         raise bad
-    agency = session.get(Agency, token.agency_id)
-    if agency is None or not agency.active:
+    token_id, revoked_at, last_used_at, agency_id, active, province, kind = found
+    if revoked_at is not None or not active:
         raise bad
     now = clock.now()
-    if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY:
-        token.last_used_at = now
-    return Principal(kind="token", agency_id=agency.id, role=SYSTEM, token_id=token.id, province=agency.province,
-                     agency_kind=agency.kind, display=f"token:{token.id}")
+    if last_used_at is None or now - last_used_at >= TOUCH_EVERY:
+        session.get(ApiToken, token_id).last_used_at = now  # at most once a minute: the row as an object
+    return Principal(kind="token", agency_id=agency_id, role=SYSTEM, token_id=token_id, province=province,
+                     agency_kind=kind, display=f"token:{token_id}")
 
 
 # --- users and invitations --------------------------------------------------------------------

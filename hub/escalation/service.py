@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from hub import access
 from hub.audit.service import record as audit
 from hub.config import Policy
+from hub.directory import cache as directory_cache
 from hub.directory import service as directory
 from hub.directory.models import Agency, Contact
 from hub.errors import Conflict, NotFound, log_failure
@@ -83,21 +84,19 @@ class Targets:
         self.session = session
         self._cache: dict[tuple, list[Contact]] = {}
 
-    def agency(self, agency_id: str | None) -> Agency | None:
-        # Held here: the session's identity map is weak, so session.get alone would read it again.
+    def agency(self, agency_id: str | None) -> directory_cache.AgencyInfo | None:
+        # From the process's directory cache (hub.directory.cache: short lifetime, emptied on change).
         if not agency_id:
             return None
         key = ("agency", agency_id)
         if key not in self._cache:
-            self._cache[key] = self.session.get(Agency, agency_id)
+            self._cache[key] = directory_cache.agency(self.session, agency_id)
         return self._cache[key]
 
-    def _contacts(self, agency_id: str, duty_only: bool) -> list[Contact]:
-
-
+    def _contacts(self, agency_id: str, duty_only: bool) -> list[directory_cache.ContactInfo]:
         key = ("agency", agency_id, duty_only)
         if key not in self._cache:
-            self._cache[key] = [c for c in directory.contacts_for(self.session, agency_id, duty_only=duty_only)
+            self._cache[key] = [c for c in directory_cache.contacts(self.session, agency_id, duty_only=duty_only)
                                 if c.active]
         return self._cache[key]
 
@@ -172,6 +171,8 @@ class Advance:
     at: dt.datetime | None = None
     messages: int = 0
     alerts: int = 0
+    # With advance(defer_alerts=True): the no-contact alerts the caller raises once the row exists.
+    deferred_alerts: list[dict] = field(default_factory=list)
 
 
 def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int, now: dt.datetime, *,
@@ -234,7 +235,7 @@ def raise_overdue(session: Session, referral, now: dt.datetime, *, targets: Targ
 
 
 def advance(session: Session, referral, now: dt.datetime, *, settings, targets: Targets | None = None,
-            outbox: notify.OutboxBatch | None = None) -> Advance:
+            outbox: notify.OutboxBatch | None = None, defer_alerts: bool = False) -> Advance:
     """Fire everything due on the referral's clock at ``now``; return the new ladder state to write.
 
     Fires each due step once (a step that reaches nobody hands over to the next
@@ -247,7 +248,8 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
     targets = targets or Targets(session)
     if outbox is None:
         outbox = notify.OutboxBatch(session, now=now, settings=settings)
-        result = advance(session, referral, now, settings=settings, targets=targets, outbox=outbox)
+        result = advance(session, referral, now, settings=settings, targets=targets, outbox=outbox,
+                         defer_alerts=defer_alerts)
         outbox.flush()
         return result
     out = Advance(referral.id, referral.version, {})
@@ -280,8 +282,12 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
         out.messages += reached or 0
         at_once = reached == 0 and step < last
         if reached == 0 and step == last and repeat == 0:
-            notify.raise_alert(session, kind="no_contact", referral_id=referral.id,
-                               province=referral.province, dedupe_key=f"no_contact:{referral.id}:{clock}", now=now)
+            alert = dict(kind="no_contact", referral_id=referral.id, province=referral.province,
+                         dedupe_key=f"no_contact:{referral.id}:{clock}", now=now)
+            if defer_alerts:
+                out.deferred_alerts.append(alert)
+            else:
+                notify.raise_alert(session, **alert)
     next_at = step_due_at(policy, clock, started, *next_firing(step, repeat, last))
     if alerted is None:
         next_at = min(next_at, alert_at)

@@ -17,8 +17,8 @@ class Referral(Base):
     code: Mapped[str] = mapped_column(sa.String(8), index=True)
     # Set while the referral is open, NULL once final: unique among open referrals.
     open_code: Mapped[str | None] = mapped_column(sa.String(8), unique=True)
-    from_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"), index=True)
-    to_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"), index=True)
+    from_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"))
+    to_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"))
     created_by: Mapped[str] = mapped_column(sa.String(100))
     officer_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
     urgency: Mapped[str] = mapped_column(sa.String(8))
@@ -62,6 +62,9 @@ class Referral(Base):
         sa.Index("ix_referral_due", "next_step_at", "status"),
         # The reports: a window of one receiving agency (a province is its few agencies) in one range scan.
         sa.Index("ix_referral_to_created", "to_agency_id", "created_at"),
+        # The inbox and the sent box, newest first: hub.referrals.service.list_for walks these.
+        sa.Index("ix_referral_inbox", "to_agency_id", "created_at", "id"),
+        sa.Index("ix_referral_sent", "from_agency_id", "created_at", "id"),
     )
 
 
@@ -109,3 +112,6 @@ class IdempotencyRecord(Base):
     request_sha256: Mapped[str] = mapped_column(sa.String(64))
     referral_id: Mapped[str] = mapped_column(sa.ForeignKey("referral.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    # So that a flush writes the referral first (the record points at it).
+    referral: Mapped[Referral] = relationship()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from hub.accounts import service as accounts
-from hub.api.common import SESSION_COOKIE
+from hub.api.common import SESSION_COOKIE, sighted
 from hub.errors import HubError, Unauthenticated
 from hub.faces import current, db
 from hub.referrals import service as referrals
@@ -21,10 +21,9 @@ def _signed_in():
     if not cookie:
         return None
     try:
-        principal, _ring = accounts.resume(db(), cookie, clock=current().clock)
+        principal, _ring = sighted(lambda session: accounts.resume(session, cookie, clock=current().clock))
     except Unauthenticated:
         return None
-    db().commit()
     return principal
 
 
