@@ -30,6 +30,11 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
         SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
         JSON_SORT_KEYS=False,
     )
+    # A form's CSRF token lives as long as a session: an officer may take an hour over a rescue report.
+    app.config["WTF_CSRF_TIME_LIMIT"] = int(settings.session_lifetime.total_seconds())
+    from hub.web.common import InMemoryRequest
+
+    app.request_class = InMemoryRequest
     ctx = HubContext.build(settings, **collaborators)
     app.extensions["hub"] = ctx
     app.teardown_appcontext(ctx.teardown)
@@ -51,6 +56,10 @@ def create_app(settings: "Settings | None" = None, **collaborators: Any) -> "Fla
     for bp in (api_bp, health_bp, metrics_bp, notify_bp, web_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
+    from hub.web import i18n
+
+    i18n.init_babel(app, settings.timezone)
+    i18n.register_names(app)
     for hook in ctx.blueprint_hooks:
         hook(app)
     return app

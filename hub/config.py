@@ -176,6 +176,7 @@ class Settings:
     keys_dir: Path
     templates_dir: Path
     extra: Mapping[str, Any] = field(default_factory=dict)
+    timezone: str = "Asia/Phnom_Penh"  # for what people read; storage stays UTC
 
     @property
     def is_sqlite(self) -> bool:
@@ -223,6 +224,13 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         raise ConfigError(f"hub.public_base_url {public_base_url!r} must be an absolute http(s) URL")
     if mode == "production" and not public_base_url.startswith("https://"):
         raise ConfigError("hub.public_base_url must use https:// in production mode")
+    timezone = hub.get("timezone", "Asia/Phnom_Penh")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(timezone if isinstance(timezone, str) and timezone else "-")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"hub.timezone {timezone!r} is not a time zone name such as \"Asia/Phnom_Penh\"") from None
 
     database = _section(data, "database")
     default_db = f"sqlite:///{instance_dir / 'refhub.sqlite3'}"
@@ -298,6 +306,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         agencies_dir=(base / paths.get("agencies", "agencies")).resolve(),
         keys_dir=(base / paths.get("keys", "keys")).resolve(),
         templates_dir=(base / paths.get("templates", "templates")).resolve(),
+        timezone=timezone,
         extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths"}},
     )
 

@@ -364,3 +364,65 @@ def party_view(referral: Referral) -> dict[str, Any]:
     out["outcome"] = referral.outcome
     return out
 
+
+
+# --- added for the web pages (issue 16): the ordered, paginated boxes and member custody --------
+# Sealing and opening here happen only with a key ring that a member's session unwrapped
+# (PROTOCOL.md section 1): the hub holds no key ring of its own.
+
+from hub.referrals.models import OPEN_STATES  # noqa: E402
+
+
+def box_page(session: Session, principal: access.Principal, *, box: str, limit: int = 25,
+             offset: int = 0) -> tuple[list[Referral], bool]:
+    """One page of a box: open referrals before closed ones; among open ones urgent (or child) first, then
+    the earliest deadline (most overdue) first; closed ones most recent first. Returns (rows, more)."""
+    if box not in ("inbox", "sent"):
+        raise BadInput("'box' must be \"inbox\" or \"sent\"", code="invalid_field")
+    if principal.agency_id is None:
+        return [], False
+    column = Referral.to_agency_id if box == "inbox" else Referral.from_agency_id
+    is_open = Referral.status.in_(OPEN_STATES)
+    urgent = sa.or_(Referral.urgency == "urgent", Referral.child.is_(True))
+    stmt = (sa.select(Referral).where(column == principal.agency_id)
+            .order_by(sa.case((is_open, 0), else_=1),
+                      sa.case((sa.and_(is_open, urgent), 0), else_=1),
+                      sa.case((is_open, Referral.deadline_at), else_=None).asc().nulls_last(),
+                      Referral.updated_at.desc(), Referral.id)
+            .limit(limit + 1).offset(offset))
+    rows = list(session.scalars(stmt))
+    return rows[:limit], len(rows) > limit
+
+
+def seal_for_member(session: Session, principal: access.Principal, ring: packets.KeyRing | None, *, to: str,
+                    body: bytes, referral_id: str, max_bytes: int) -> tuple[bytes, bytes]:
+    """Seal one body to the recipient and to the sender's own archive, with the member's unlocked key ring."""
+    access.require(principal, "referral.create")
+    if ring is None or ring.agency != principal.agency_id:
+        raise Invalid("your session holds no key ring of your agency; sign out and in again, or ask your agency "
+                      "admin for a new invitation", code="no_keyring")
+    recipient = session.get(Agency, to)
+    if recipient is None or not recipient.active:
+        raise Invalid(f"no active agency {to!r} in the directory", code="unknown_agency")
+    wires = tuple(packets.seal(body, sender=ring, recipient=public_bundle(session, reader), referral_id=referral_id)
+                  for reader in (recipient.id, principal.agency_id))
+    if any(len(w) > max_bytes for w in wires):
+        raise BadInput("the referral with its photos is larger than the hub accepts; attach fewer photos",
+                       code="packet_too_large")
+    return wires
+
+
+def open_for_member(session: Session, principal: access.Principal, ring: packets.KeyRing | None,
+                    referral: Referral, *, now: dt.datetime, max_bytes: int) -> dict | None:
+    """The body of the packet addressed to the member's agency, opened with their session's key ring.
+
+    Fetching the packet is an audit entry (``packet_for``). None when the packet was shredded or the
+    session holds no key ring; a packet that fails a check of PROTOCOL.md section 2 raises PacketError.
+    """
+    pkt = packet_for(session, principal, referral, now=now)
+    if pkt is None or pkt.wire is None or ring is None or ring.agency != principal.agency_id:
+        return None
+    opened = packets.open_packet(pkt.wire, reader=ring, sender=public_bundle(session, referral.from_agency_id),
+                                 seen=packets.MemorySeenPacketIds(), max_bytes=max_bytes)
+    body = json.loads(opened.body)
+    return body if isinstance(body, dict) else None

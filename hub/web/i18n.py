@@ -1,0 +1,128 @@
+"""Language and time for people: Flask-Babel, the language switch, times in the hub's time zone.
+
+The locale of a request is the signed-in member's language (``User.lang``), else the
+``refhub_lang`` cookie set by the switch, else the browser's Accept-Language, else Khmer.
+Times are stored in UTC and shown in ``[hub] timezone`` through Babel's formats.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from flask import Flask, g, request
+from flask_babel import Babel, format_datetime, format_timedelta, get_locale, gettext, lazy_gettext
+
+from hub.context import current
+from hub.web import forms
+
+LANGS = ("en", "km")
+DEFAULT_LANG = "km"
+LANG_COOKIE = "refhub_lang"
+TRANSLATIONS = Path(__file__).resolve().parent.parent / "translations"
+# Each language's name in its own script, for the switch.
+LANG_NAMES = {"en": "English", "km": "ខ្មែរ"}
+
+
+def select_locale() -> str:
+    lang = g.get("lang")
+    if lang in LANGS:
+        return lang
+    cookie = request.cookies.get(LANG_COOKIE)
+    if cookie in LANGS:
+        return cookie
+    return request.accept_languages.best_match(LANGS) or DEFAULT_LANG
+
+
+def init_babel(app: Flask, timezone: str) -> Babel:
+    babel = Babel()
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=lambda: timezone,
+                   default_translation_directories=str(TRANSLATIONS), default_domain="messages")
+    app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["due"] = due
+    app.jinja_env.filters["ago"] = ago
+    app.jinja_env.filters["when_text"] = when_text
+    app.jinja_env.filters["need_name"] = lambda code: NEED_NAMES.get(code, code)
+    app.jinja_env.filters["label"] = label
+    app.jinja_env.globals["now"] = _now
+    app.jinja_env.globals.update(current_lang=current_lang_code, LANG_NAMES=LANG_NAMES)
+    return babel
+
+
+def _now() -> dt.datetime:
+    return current().clock.now()
+
+
+def when(value: dt.datetime | None, style: str = "medium") -> str:
+    """A stored UTC time as people read it: in the hub's time zone and the page's language."""
+    if value is None:
+        return ""
+    return format_datetime(value, style)
+
+
+def when_text(value) -> str:
+    """An RFC 3339 time from a packet body, shown like ``when``; anything else as it is."""
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value or "")
+    return when(parsed) if parsed.tzinfo is not None else str(value)
+
+
+def label(code, kind: str) -> str:
+    """The words for a code of the body (sex, nationality, ...), in the page's language."""
+    table = {"sex": forms.SEXES, "nationality": forms.NATIONALITIES, "exploitation": forms.EXPLOITATION,
+             "id": forms.ID_DOCS, "risk": forms.RISKS, "status": forms.STATUSES}.get(kind, [])
+    return str(dict(table).get(code, code if code is not None else ""))
+
+
+def ago(value: dt.datetime | None) -> str:
+    """"12 minutes ago" / "in 12 minutes" against the hub's clock."""
+    if value is None:
+        return ""
+    return format_timedelta(value - _now(), add_direction=True, threshold=1.0)
+
+
+def due(deadline: dt.datetime | None) -> str:
+    """Beside a clock: "due in 12 minutes", or "2 hours late"."""
+    if deadline is None:
+        return ""
+    delta = deadline - _now()
+    if delta.total_seconds() >= 0:
+        return gettext("due %(time)s", time=format_timedelta(delta, add_direction=True, threshold=1.0))
+    return gettext("%(time)s late", time=format_timedelta(-delta, threshold=1.0))
+
+
+# Words the pages show for the protocol's codes (states, needs, outcomes, roles, kinds).
+STATE_NAMES = {
+    "sent": lazy_gettext("sent"), "acknowledged": lazy_gettext("acknowledged"), "accepted": lazy_gettext("accepted"),
+    "declined": lazy_gettext("declined"), "in_care": lazy_gettext("in care"), "closed": lazy_gettext("closed"),
+    "withdrawn": lazy_gettext("withdrawn"), "failed": lazy_gettext("failed"),
+}
+NEED_NAMES = {
+    "shelter": lazy_gettext("shelter"), "medical": lazy_gettext("medical care"),
+    "psychosocial": lazy_gettext("psychosocial support"), "legal": lazy_gettext("legal aid"),
+    "repatriation": lazy_gettext("repatriation"), "family_tracing": lazy_gettext("family tracing"),
+    "interpreter": lazy_gettext("interpreter"),
+}
+OUTCOME_NAMES = {
+    "reintegrated": lazy_gettext("reintegrated"), "repatriated": lazy_gettext("repatriated"),
+    "transferred": lazy_gettext("transferred"), "left_care": lazy_gettext("left care"), "other": lazy_gettext("other"),
+}
+ROLE_NAMES = {
+    "officer": lazy_gettext("officer"), "caseworker": lazy_gettext("caseworker"),
+    "agency_admin": lazy_gettext("agency admin"), "coordinator": lazy_gettext("coordinator"),
+    "hub_admin": lazy_gettext("hub admin"),
+}
+CLOCK_NAMES = {"ack": lazy_gettext("to acknowledge"), "decide": lazy_gettext("to decide"),
+               "arrive": lazy_gettext("to arrive")}
+URGENCY_NAMES = {"urgent": lazy_gettext("urgent"), "normal": lazy_gettext("normal")}
+
+
+def register_names(app: Flask) -> None:
+    app.jinja_env.globals.update(STATE_NAMES=STATE_NAMES, NEED_NAMES=NEED_NAMES, OUTCOME_NAMES=OUTCOME_NAMES,
+                                 ROLE_NAMES=ROLE_NAMES, CLOCK_NAMES=CLOCK_NAMES, URGENCY_NAMES=URGENCY_NAMES)
+
+
+def current_lang_code() -> str:
+    locale = get_locale()
+    return str(locale.language) if locale is not None else DEFAULT_LANG
