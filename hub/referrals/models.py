@@ -58,7 +58,13 @@ class Referral(Base):
     packets: Mapped[list["ReferralPacket"]] = relationship(back_populates="referral", order_by="ReferralPacket.id")
     events: Mapped[list["ReferralEvent"]] = relationship(back_populates="referral", order_by="ReferralEvent.id")
 
-    __table_args__ = (sa.Index("ix_referral_due", "next_step_at", "status"),)
+    __table_args__ = (
+        sa.Index("ix_referral_due", "next_step_at", "status"),
+        # The web's boxes: an agency's open referrals (closed_at NULL), then its closed ones newest first
+        # (migration 0006).
+        sa.Index("ix_referral_inbox_order", "to_agency_id", "closed_at"),
+        sa.Index("ix_referral_sent_order", "from_agency_id", "closed_at"),
+    )
 
 
 class ReferralPacket(Base):

@@ -28,7 +28,7 @@ class InMemoryRequest(Request):
 
 
 web_bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
-PAGE_SIZE = 25
+PAGE_SIZE = 50
 
 
 @dataclass

@@ -75,18 +75,21 @@ def label(code, kind: str) -> str:
     return str(dict(table).get(code, code if code is not None else ""))
 
 
-def ago(value: dt.datetime | None) -> str:
+def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
     """"12 minutes ago" / "in 12 minutes" against the hub's clock."""
     if value is None:
         return ""
-    return format_timedelta(value - _now(), add_direction=True, threshold=1.0)
+    delta = value - (now or _now())
+    if abs(delta.total_seconds()) < 60:
+        return gettext("just now")
+    return format_timedelta(delta, add_direction=True, threshold=1.0)
 
 
-def due(deadline: dt.datetime | None) -> str:
+def due(deadline: dt.datetime | None, now: dt.datetime | None = None) -> str:
     """Beside a clock: "due in 12 minutes", or "2 hours late"."""
     if deadline is None:
         return ""
-    delta = deadline - _now()
+    delta = deadline - (now or _now())
     if delta.total_seconds() >= 0:
         return gettext("due %(time)s", time=format_timedelta(delta, add_direction=True, threshold=1.0))
     return gettext("%(time)s late", time=format_timedelta(-delta, threshold=1.0))

@@ -19,9 +19,9 @@ from hub.context import current, db
 from hub.directory import service as directory
 from hub.errors import HubError, NotFound
 from hub.referrals import service as referrals
-from hub.referrals.models import Referral
+from hub.referrals.models import OPEN_STATES, Referral
 from hub.web import admin, forms, i18n, officer  # noqa: F401  (admin and officer add their pages to web_bp)
-from hub.web.common import PAGE_SIZE, _set_cookie, member, page, refused, safe_next, web_bp
+from hub.web.common import PAGE_SIZE, _set_cookie, agency_name, member, page, refused, safe_next, web_bp
 from hub.web.messages import say
 
 __all__ = ["web_bp"]
@@ -136,12 +136,33 @@ def _page_number() -> int:
         return 1
 
 
+def _row_views(rows, box: str) -> list[dict]:
+    """What one line of a box shows, worked out here once per page (each label translated once)."""
+    now = current().clock.now()
+    states = {k: str(v) for k, v in i18n.STATE_NAMES.items()}
+    needs = {k: str(v) for k, v in i18n.NEED_NAMES.items()}
+    clocks = {k: str(v) for k, v in i18n.CLOCK_NAMES.items()}
+    out = []
+    for r in rows:
+        other = r.from_agency_id if box == "inbox" else r.to_agency_id
+        is_open = r.status in OPEN_STATES
+        out.append({
+            "id": r.id, "code": r.code, "state": states.get(r.status, r.status), "open": is_open,
+            "other": agency_name(other), "urgent": r.urgency == "urgent" or r.child, "child": r.child,
+            "needs": ", ".join(needs.get(n, n) for n in r.needs), "sent": i18n.ago(r.created_at, now=now),
+            "clock": f"{clocks.get(r.clock, r.clock)}: {i18n.due(r.deadline_at, now=now)}"
+                     if is_open and r.clock and r.deadline_at else "",
+            "late": bool(is_open and r.deadline_at and r.deadline_at < now),
+            "next": i18n.ago(r.next_step_at, now=now) if is_open and r.next_step_at else "",
+        })
+    return out
+
+
 def _box(box: str, template: str):
     m = member()
     number = _page_number()
     rows, more = referrals.box_page(db(), m.principal, box=box, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
-    return render_template(template, rows=rows, page=number, more=more, box=box,
-                           open_states=referrals.OPEN_STATES)
+    return render_template(template, rows=_row_views(rows, box), page=number, more=more, box=box)
 
 
 @web_bp.get("/inbox")
