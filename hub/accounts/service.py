@@ -24,12 +24,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from hub import packets
-from hub.accounts import passwords
+from hub.accounts import access, passwords
 from hub.accounts.access import SYSTEM, Principal
 from hub.accounts.models import ApiToken, Invitation, User, UserSession, WrappedKeyRing
 from hub.audit.service import record as audit
 from hub.clock import Clock
 from hub.config import ROLES
+from hub.directory import service as directory_service
 from hub.directory.models import Agency, AgencyKey
 from hub.errors import BadInput, Conflict, Invalid, NotFound, Unauthenticated
 
@@ -530,8 +531,6 @@ def change_password(session: Session, principal: Principal, ring: packets.KeyRin
 
 
 def _admin_of(principal: Principal, agency_id: str | None) -> None:
-    from hub.accounts import access
-
     if agency_id is None:
         raise NotFound("no such user", code="unknown_user")
     access.require(principal, "agency.admin", agency_id=agency_id)
@@ -598,30 +597,25 @@ def recover_member(session: Session, principal: Principal, user_id: int, recover
 
 
 def admin_contacts(session: Session, principal: Principal) -> list:
-    from hub.directory.service import contacts_for
-
     _admin_of(principal, principal.agency_id)
-    return contacts_for(session, principal.agency_id)
+    return directory_service.contacts_for(session, principal.agency_id)
 
 
 def admin_save_contact(session: Session, principal: Principal, *, name: str, phone: str, lang: str, role: str,
                        duty: bool, clock: Clock):
-    from hub.directory.service import add_contact
-
     _admin_of(principal, principal.agency_id)
-    return add_contact(session, principal.agency_id, name, phone, duty=duty, lang=lang, role=role, clock=clock,
+    return directory_service.add_contact(session, principal.agency_id, name, phone, duty=duty, lang=lang, role=role, clock=clock,
                        actor=principal.display)
 
 
 def admin_contact_change(session: Session, principal: Principal, contact_id: int, change: str, *, clock: Clock):
     """``change`` is "duty" (this contact is texted first) or "remove" (no longer texted)."""
-    from hub.directory.service import remove_contact, set_duty_contact
-
     _admin_of(principal, principal.agency_id)
     if change == "duty":
-        return set_duty_contact(session, principal.agency_id, contact_id, clock=clock, actor=principal.display)
+        return directory_service.set_duty_contact(session, principal.agency_id, contact_id, clock=clock,
+                                                  actor=principal.display)
     if change == "remove":
-        return remove_contact(session, principal.agency_id, contact_id, clock=clock, actor=principal.display)
+        return directory_service.remove_contact(session, principal.agency_id, contact_id, clock=clock, actor=principal.display)
     raise BadInput("change must be duty or remove", code="invalid_field")
 
 

@@ -100,7 +100,7 @@ def test_journey(lang, phone, live, network, db, clock, shots, app):
     assert code in officer.content() and words["accepted"] in officer.content()
 
     # A decline, then a re-route from the archive packet.
-    visit(officer, "/referrals/new", shots, f"{lang}-new-referral-2")
+    officer.goto("/referrals/new")
     fill_referral(officer, marker + "b", "pp-shelter-a", photo=False)
     officer.click("form[action='/referrals/new'] button[type=submit]:not([name=refresh])")
     officer.wait_for_load_state()

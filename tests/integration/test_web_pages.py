@@ -290,3 +290,30 @@ def test_web_canary_never_reaches_the_database(client, network, db, clock, offic
         for table in Base.metadata.sorted_tables:
             for row in s.execute(sa.select(table)).all():
                 assert marker not in " ".join(repr(v) for v in row), table.name
+
+
+def test_inbox_order_and_pages(app, client, network, db, clock, submit):
+    """Open before closed; urgent (or child) first; then the most overdue; pages of 50."""
+    normal_old = submit(urgency="normal")
+    clock.advance(minutes=5)
+    urgent = submit(urgency="urgent")
+    clock.advance(minutes=5)
+    closed = submit(urgency="urgent")
+    child = submit(urgency="normal", child=True)
+    with db() as s, s.begin():
+        s.get(Referral, closed["id"]).closed_at = clock.now()
+        s.get(Referral, closed["id"]).status = "declined"
+    add_member(db, network, clock, "pp-shelter-a", "caseworker")
+    sign_in(client, "pp-shelter-a.caseworker")
+    page = client.get("/inbox").text
+    codes = re.findall(r"<strong>(R-[A-Z0-9]{4})</strong>", page)
+    assert codes[:2] == [urgent["code"], child["code"]]  # urgent or child, the earliest deadline first
+    assert codes[2:] == [normal_old["code"], closed["code"]]
+    assert "Next page" not in page
+    for _ in range(50):
+        submit()
+    first = client.get("/inbox").text
+    assert len(re.findall(r'<a href="/r/', first)) == 50 and "Next page" in first
+    second = client.get("/inbox?page=2").text
+    assert len(re.findall(r'<a href="/r/', second)) == 4 and closed["code"] in second
+    assert client.get("/inbox?page=abc").status_code == 200
