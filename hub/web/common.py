@@ -152,6 +152,14 @@ def _csrf_refused(exc):
                                      "Nothing was changed. Go back, reload the page and send it again.")), 400
 
 
+@web_bp.errorhandler(413)
+def _too_large(exc):
+    member()
+    return render_template("web/error.html", title=_("Too large"),
+                           message=_("What you sent is larger than the hub accepts. Nothing was stored. "
+                                     "Go back and attach fewer or smaller photos.")), 413
+
+
 def refused(exc: HubError, template: str, status: int | None = None, **context):
     """The form again, with what the hub refused in the member's language; nothing was changed."""
     db().rollback()

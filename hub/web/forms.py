@@ -1,14 +1,37 @@
 """The web's forms (Flask-WTF: each carries its CSRF token). Every message is translated."""
 from __future__ import annotations
 
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
+from flask_wtf import FlaskForm as _FlaskForm
 from wtforms import (BooleanField, DateField, DateTimeLocalField, HiddenField, IntegerField, MultipleFileField,
                      PasswordField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField)
 from wtforms import widgets
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 REQUIRED = _l("This field is required.")
+# WTForms' own messages (it has no Khmer catalogue): listed here so that `make messages` puts them in ours.
+WTFORMS_MESSAGES = (_l("Not a valid choice."), _l("Invalid Choice: could not coerce."),
+                    _l("Not a valid integer value."), _l("Not a valid date value."),
+                    _l("Not a valid datetime value."), _l("'%(value)s' is not a valid choice for this field."),
+                    _l("'%(value)s' are not valid choices for this field."))
+
+
+class _HubTranslations:
+    """WTForms' messages through the hub's catalogues, in the page's language."""
+
+    def gettext(self, string):
+        return gettext(string)
+
+    def ngettext(self, singular, plural, n):
+        # Khmer has one plural form; the catalogue holds both English forms as plain messages.
+        return gettext(singular if n == 1 else plural)
+
+
+class FlaskForm(_FlaskForm):
+    class Meta(_FlaskForm.Meta):
+        def get_translations(self, form):
+            return _HubTranslations()
 LONG = _l("This is too long.")
 
 

@@ -10,7 +10,6 @@ import secrets
 
 import pytest
 import requests
-import sqlalchemy as sa
 
 from hub.referrals.models import Referral
 from tests.e2e.checks import check_page

@@ -317,3 +317,57 @@ def test_inbox_order_and_pages(app, client, network, db, clock, submit):
     second = client.get("/inbox?page=2").text
     assert len(re.findall(r'<a href="/r/', second)) == 4 and closed["code"] in second
     assert client.get("/inbox?page=abc").status_code == 200
+
+
+def test_every_form_answers_bad_input_in_khmer(client, network, db, clock, submit):
+    """Each form, given bad input by a Khmer-speaking member, comes back (4xx, never 5xx) with a Khmer message."""
+    ref = submit()
+    add_member(db, network, clock, "pp-shelter-a", "agency_admin", lang="km")
+    sign_in(client, "pp-shelter-a.agency_admin")
+    token = csrf(client.get("/admin").text)
+    posts = [
+        ("/beds", {"csrf_token": token, "beds": "many"}),
+        ("/beds", {"csrf_token": token, "beds": "99999"}),
+        ("/admin/invite", {"invite-csrf_token": token, "invite-name": "", "invite-role": "caseworker",
+                           "invite-lang": "km"}),
+        ("/admin/invite", {"invite-csrf_token": token, "invite-name": "X", "invite-role": "caseworker",
+                           "invite-lang": "km", "invite-username": "BAD NAME!"}),
+        ("/admin/contacts", {"contact-csrf_token": token, "contact-name": "X", "contact-phone": "123",
+                             "contact-lang": "km", "contact-role": "caseworker"}),
+        ("/admin/recover", {"recover-csrf_token": token, "recover-user_id": "1", "recover-code": "x",
+                            "recover-password": "short", "recover-confirm": "other"}),
+        ("/settings/password", {"password-csrf_token": token, "password-current": "x",
+                                "password-password": "short", "password-confirm": "short"}),
+        (f"/r/{ref['id']}/decline", {"decline-csrf_token": token, "decline-reason": ""}),
+        (f"/r/{ref['id']}/close", {"close-csrf_token": token, "close-outcome": "vanished"}),
+    ]
+    for path, data in posts:
+        resp = client.post(path, data=data)
+        assert 400 <= resp.status_code < 500, (path, resp.status_code)
+        messages = re.findall(r'class="(?:field-error|error)"[^>]*>([^<]*)<', resp.text)
+        assert messages and all(re.search(r"[\u1780-\u17ff]", m) for m in messages), (path, messages)
+
+
+def test_pages_without_rights_or_with_unknown_ids(client, network, db, clock):
+    add_member(db, network, clock, "pp-shelter-a", "caseworker")
+    sign_in(client, "pp-shelter-a.caseworker")
+    assert client.get("/r/00000000-0000-4000-8000-000000000000").status_code == 404
+    assert client.get("/r/not-a-uuid").status_code == 404
+    assert client.get("/admin").status_code == 403
+    assert client.get("/referrals/new").status_code == 403
+    assert client.get("/referrals/new?previous=00000000-0000-4000-8000-000000000000").status_code == 403
+    assert client.post("/r/00000000-0000-4000-8000-000000000000/accept",
+                       data={"accept-csrf_token": csrf(client.get("/inbox").text)}).status_code == 404
+    other = add_member(db, network, clock, "pp-ahtjp", "officer")
+    assert other
+
+
+def test_an_upload_over_the_limit_gets_a_page_not_an_error(app, client, network, db, clock, officer):
+    sign_in(client, officer)
+    page = client.get("/referrals/new")
+    data = referral_form(csrf(page.text), "L")
+    data["photos"] = [(io.BytesIO(b"\xff" * (app.config["MAX_CONTENT_LENGTH"] + 10)), "huge.jpg", "image/jpeg")]
+    resp = client.post("/referrals/new", data=data, content_type="multipart/form-data")
+    assert resp.status_code == 413 and "larger than the hub accepts" in resp.text
+    with db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Referral)) == 0
