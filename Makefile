@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+# The demo's texts carry links to the address served, unless HUB_PUBLIC_BASE_URL says otherwise.
+PUBLIC ?= $(or $(HUB_PUBLIC_BASE_URL),http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT))
 
 .PHONY: run test bench clean install messages screenshots
 
@@ -16,8 +20,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hub init --demo
-	$(BIN)/hub serve --host 127.0.0.1 --port 5000
+	HUB_PUBLIC_BASE_URL=$(PUBLIC) $(BIN)/hub init --demo
+	HUB_PUBLIC_BASE_URL=$(PUBLIC) $(BIN)/hub serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -30,9 +30,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from hub.clock import FixedClock, SystemClock
-from hub.config import load_settings
 from hub.context import HubContext
-from hub.db import create_all, make_engine, make_sessionmaker, session_scope
+from hub.db import make_engine, make_sessionmaker, session_scope
+from hub.models import create_all
+from tests.instance import make_settings
 from hub.directory import service as directory
 from hub.escalation.service import deadline, step_due_at, sweep
 from hub.notify import service as notify
@@ -44,13 +45,7 @@ FAR = T0 + dt.timedelta(days=30)
 
 
 def _settings(tmp: Path, url: str):
-    text = (ROOT / "config.toml").read_text()
-    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp / "instance"}"')
-    text = text.replace('agencies = "agencies"', f'agencies = "{ROOT / "agencies"}"')
-    text = text.replace('templates = "templates"', f'templates = "{ROOT / "templates"}"')
-    cfg = tmp / "config.toml"
-    cfg.write_text(text)
-    return load_settings(cfg, env={"HUB_DATABASE_URL": url, "HUB_SECRET_KEY": "b" * 48})
+    return make_settings(tmp, url)
 
 
 def _ladder_json(settings) -> str:

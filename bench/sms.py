@@ -69,7 +69,8 @@ def outbox_drain(server: FakeTwilio, n: int) -> Run:
     from pathlib import Path
     from types import SimpleNamespace
 
-    from hub.db import create_all, make_engine, make_sessionmaker
+    from hub.db import make_engine, make_sessionmaker
+    from hub.models import create_all
     from hub.notify.service import drain, enqueue
 
     folder = tempfile.mkdtemp(prefix="bench-sms-")

@@ -66,7 +66,7 @@ def _fill(settings, count: int):
     clock = FixedClock(T0)
     with session_scope(sessions) as s:
         directory.sync_agencies(s, settings.agencies_dir, clock)
-        ring, _code = directory.enroll_agency(s, "pp-shelter-a", clock=clock, keys_dir=settings.keys_dir,
+        ring, _code = accounts.enroll_agency(s, "pp-shelter-a", clock=clock, keys_dir=settings.keys_dir,
                                               kdf_params=FAST_KDF)
         _user, token = accounts.add_user(s, agency_id="pp-shelter-a", role="caseworker", name="Bench Caseworker",
                                          username="bench.caseworker", lang="km", clock=clock, keyring=ring)

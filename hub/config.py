@@ -9,7 +9,6 @@ import datetime as dt
 import os
 import re
 import secrets
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +20,7 @@ _DURATION = re.compile(
     r"^P(?!$)(?:(?P<days>\d+)D)?(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 
-TARGETS = (
-    "recipient.duty",
-    "recipient.all",
-    "sender.officer",
-    "sender.all",
-    "coordinator.province",
-    "coordinator.national",
-)
-GATEWAYS = ("console", "twilio")
-ROLES = ("officer", "caseworker", "agency_admin", "coordinator", "hub_admin")
+from hub.vocabulary import GATEWAYS, ROLES, TARGETS  # noqa: E402,F401  (the words, defined once)
 
 
 def parse_duration(text: Any, *, where: str = "duration") -> dt.timedelta:
@@ -161,8 +151,7 @@ class Settings:
     public_base_url: str
     instance_dir: Path
     database_url: str
-    secret_key: str
-    secret_generated: bool
+    secret_key: str | None  # None: demo mode before `hub init` wrote one
     sms: SmsSettings
     tick: dt.timedelta
     alert_after: dt.timedelta
@@ -170,8 +159,6 @@ class Settings:
     packets_max_bytes: int
     checkpoint_every: dt.timedelta
     session_lifetime: dt.timedelta
-    login_rate_limit: str
-    require_totp_roles: tuple[str, ...]
     agencies_dir: Path
     keys_dir: Path
     templates_dir: Path
@@ -237,11 +224,10 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
     database_url = normalize_database_url(env.get("HUB_DATABASE_URL", database.get("url") or default_db))
 
     secret_key = env.get("HUB_SECRET_KEY", "")
-    generated = False
     if not secret_key:
         if mode == "production":
             raise ConfigError("HUB_SECRET_KEY is not set; production mode needs a long random secret in the environment")
-        secret_key, generated = _demo_secret(instance_dir), True
+        secret_key = _read_demo_secret(instance_dir)
     elif len(secret_key) < 32:
         raise ConfigError("HUB_SECRET_KEY is too short; use at least 32 random characters")
 
@@ -280,10 +266,6 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
 
     audit = _section(data, "audit")
     security = _section(data, "security")
-    totp_roles = tuple(security.get("require_totp_roles", ["hub_admin", "coordinator"]))
-    for role in totp_roles:
-        if role not in ROLES:
-            raise ConfigError(f"security.require_totp_roles: {role!r} is not a role ({', '.join(ROLES)})")
 
     paths = _section(data, "paths")
     return Settings(
@@ -293,7 +275,6 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         instance_dir=instance_dir,
         database_url=database_url,
         secret_key=secret_key,
-        secret_generated=generated,
         sms=sms,
         tick=parse_duration(esc.get("tick", "PT5S"), where="escalation.tick"),
         alert_after=parse_duration(esc.get("alert_after", "PT5M"), where="escalation.alert_after"),
@@ -301,8 +282,6 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         packets_max_bytes=max_bytes,
         checkpoint_every=parse_duration(audit.get("checkpoint_every", "PT10M"), where="audit.checkpoint_every"),
         session_lifetime=parse_duration(security.get("session_lifetime", "PT12H"), where="security.session_lifetime"),
-        login_rate_limit=str(security.get("login_rate_limit", "10 per 15 minutes")),
-        require_totp_roles=totp_roles,
         agencies_dir=(base / paths.get("agencies", "agencies")).resolve(),
         keys_dir=(base / paths.get("keys", "keys")).resolve(),
         templates_dir=(base / paths.get("templates", "templates")).resolve(),
@@ -311,15 +290,24 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
     )
 
 
-def _demo_secret(instance_dir: Path) -> str:
-    """The demo keeps a generated secret in instance/ so restarts keep sessions."""
-    path = instance_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    instance_dir.mkdir(parents=True, exist_ok=True)
+DEMO_SECRET_FILE = "secret_key"
+
+
+def _read_demo_secret(instance_dir: Path) -> str | None:
+    """The demo's secret, kept in instance/ by `hub init` so restarts keep sessions; None before that."""
+    path = instance_dir / DEMO_SECRET_FILE
+    return path.read_text().strip() if path.exists() else None
+
+
+def ensure_demo_secret(settings: "Settings") -> Path | None:
+    """Write the demo's secret key into instance/ if it has none yet (`hub init` only); its path if written."""
+    if settings.secret_key is not None:
+        return None
+    path = settings.instance_dir / DEMO_SECRET_FILE
+    settings.instance_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secret)
-    print(f"demo mode: generated a secret key in {path} (set HUB_SECRET_KEY in production)", file=sys.stderr)
-    return secret
+    object.__setattr__(settings, "secret_key", secret)  # Settings is frozen for everyone but `hub init`
+    return path

@@ -1,15 +1,26 @@
-"""What a running hub holds: settings, the engine, a session factory, the clock, collaborators."""
+"""What a running hub holds: settings, the engine, a session factory, the clock, collaborators.
+
+Every process that opens a session builds one of these (create_app, every `hub`
+command), so the wiring is the same everywhere: the complete metadata
+(:mod:`hub.models`), the SMS gateway, the ladder that hears of lifecycle changes,
+and the hook by which notify tells the ladder that a text failed.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+import hub.models  # noqa: F401  (every table in the metadata, whatever this process imported before)
 from hub.clock import Clock, SystemClock
 from hub.config import Settings
 from hub.db import make_engine, make_sessionmaker
+from hub.escalation.notifier import LadderNotifier
+from hub.escalation.service import delivery_failed
+from hub.notify.gateways import make_gateway
 
 
 @dataclass
@@ -20,45 +31,13 @@ class HubContext:
     clock: Clock
     gateway: Any = None
     notifier: Any = None
-    blueprint_hooks: list[Callable] = field(default_factory=list)
+    on_delivery_failed: Callable | None = delivery_failed
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None, clock: Clock | None = None,
               gateway: Any = None, notifier: Any = None) -> "HubContext":
         engine = engine or make_engine(settings.database_url)
-        if gateway is None:
-            from dataclasses import asdict
-
-            from hub.notify.gateways import make_gateway
-
-            gateway = make_gateway(asdict(settings.sms))
-        if notifier is None:
-            from hub.escalation.notifier import LadderNotifier
-
-            notifier = LadderNotifier(settings)
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
-                   clock=clock or SystemClock(), gateway=gateway, notifier=notifier)
-
-    def teardown(self, exc: BaseException | None) -> None:
-        from flask import g
-
-        session = g.pop("db_session", None)
-        if session is not None:
-            if exc is not None:
-                session.rollback()
-            session.close()
-
-
-def current() -> HubContext:
-    from flask import current_app
-
-    return current_app.extensions["hub"]
-
-
-def db() -> Session:
-    """The request's session (one per request, closed at teardown)."""
-    from flask import g
-
-    if "db_session" not in g:
-        g.db_session = current().sessions()
-    return g.db_session
+                   clock=clock or SystemClock(),
+                   gateway=gateway if gateway is not None else make_gateway(dataclasses.asdict(settings.sms)),
+                   notifier=notifier if notifier is not None else LadderNotifier(settings))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import random
+import time
 from typing import Any, Iterator
 
 import sqlalchemy as sa
@@ -11,6 +13,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from hub.errors import Unavailable
 
 UTC = dt.timezone.utc
 
@@ -124,15 +128,31 @@ def skip_locked(stmt, session: Session):
     return stmt
 
 
-def all_models() -> None:
-    """Import every domain's models so Base.metadata is complete."""
-    import hub.accounts.models  # noqa: F401
-    import hub.audit.models  # noqa: F401
-    import hub.directory.models  # noqa: F401
-    import hub.notify.models  # noqa: F401
-    import hub.referrals.models  # noqa: F401
+# SQLSTATEs after which the same work, tried again, can succeed: a deadlock victim and a
+# serialization failure (PostgreSQL); SQLite reports a busy database as OperationalError.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+RETRIES = 4
 
 
-def create_all(engine: Engine) -> None:
-    all_models()
-    Base.metadata.create_all(engine)
+def is_transient(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in TRANSIENT_SQLSTATES
+
+
+def retry_transient(session: Session, work, *, attempts: int = RETRIES):
+    """Run ``work()`` in a savepoint; after a deadlock or serialization failure roll back to it and try again.
+
+    Bounded: after ``attempts`` tries the failure is reported as Unavailable (503 with
+    Retry-After). Any other error passes through untouched.
+    """
+    for attempt in range(attempts):
+        try:
+            with session.begin_nested():
+                return work()
+        except sa.exc.DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            if attempt == attempts - 1:
+                raise Unavailable("the hub is busy with another answer to this referral; try again in a moment",
+                                  code="busy", retry_after=1) from None
+            time.sleep(random.uniform(0.005, 0.02) * 2 ** attempt)

@@ -8,6 +8,7 @@ that a second run can still unlock key rings for users it adds. Everything is id
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -169,8 +170,6 @@ def write_agency_systems(session: Session, rings: RingSource, password: str, ins
 def _token_valid(session: Session, path: Path) -> bool:
     if not path.exists():
         return False
-    import hashlib
-
     digest = hashlib.sha256(path.read_text(encoding="utf-8").strip().encode()).hexdigest()
     token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == digest))
     return token is not None and token.revoked_at is None

@@ -11,9 +11,14 @@ class HubError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+    retry_after: int | None = None  # seconds, sent as Retry-After (429, 503)
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 retry_after: int | None = None):
         super().__init__(message)
         self.message = message
+        if retry_after is not None:
+            self.retry_after = retry_after
         if code is not None:
             self.code = code
         if status is not None:
@@ -73,6 +78,7 @@ class Unavailable(HubError):
 
     status = 503
     code = "unavailable"
+    retry_after = 30
 
 
 class ConfigError(HubError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, jsonify
 
-from hub.context import current
+from hub.faces import current
 
 health_bp = Blueprint("health", __name__)
 

@@ -11,7 +11,10 @@ from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 
-from hub.context import current
+from hub.faces import current
+from hub.notify.models import Alert, OutboxMessage
+from hub.referrals.models import Referral
+from hub.vocabulary import OPEN_STATES
 
 metrics_bp = Blueprint("metrics", __name__)
 
@@ -21,9 +24,6 @@ class TableCollector:
         self.ctx = ctx
 
     def collect(self):
-        from hub.notify.models import Alert, OutboxMessage
-        from hub.referrals.models import OPEN_STATES, Referral
-
         now = self.ctx.clock.now()
         with self.ctx.sessions() as s:
             by_state = GaugeMetricFamily("refhub_referrals", "Referrals by state", labels=["state"])

@@ -8,11 +8,17 @@ processes may run and a restart loses nothing. Nothing here runs on import, and
 """
 from __future__ import annotations
 
-import dataclasses
+import datetime as dt
 import logging
 from typing import Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
 from hub.errors import log_failure
+from hub.escalation.service import sweep
+from hub.notify.service import drain_all
 
 log = logging.getLogger("hub.scheduler")
 
@@ -20,18 +26,8 @@ SWEEP_JOB = "escalation-sweep"
 DRAIN_JOB = "outbox-drain"
 
 
-def _gateway(ctx):
-    if ctx.gateway is None:
-        from hub.notify.gateways import make_gateway
-
-        ctx.gateway = make_gateway(dataclasses.asdict(ctx.settings.sms))
-    return ctx.gateway
-
-
 def run_sweep(ctx) -> Any:
     """One tick of the escalation sweep (errors are logged; the next tick tries again)."""
-    from hub.escalation.service import sweep
-
     try:
         return sweep(ctx.sessions, ctx.clock.now(), settings=ctx.settings)
     except Exception:
@@ -41,10 +37,9 @@ def run_sweep(ctx) -> Any:
 
 def run_drain(ctx) -> Any:
     """One tick of the outbox drain, until nothing is due."""
-    from hub.notify.service import drain_all
-
     try:
-        return drain_all(ctx.sessions, _gateway(ctx), ctx.clock.now(), settings=ctx.settings)
+        return drain_all(ctx.sessions, ctx.gateway, ctx.clock.now(), settings=ctx.settings,
+                         on_failed=ctx.on_delivery_failed)
     except Exception:
         log_failure(log, "outbox drain failed; the next tick tries again")
         return None
@@ -56,11 +51,6 @@ def build_scheduler(ctx, *, blocking: bool):
     ``coalesce`` folds ticks missed while a job ran into one run, and
     ``max_instances=1`` keeps one run of each job at a time in this process.
     """
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.schedulers.background import BackgroundScheduler
-    from apscheduler.schedulers.blocking import BlockingScheduler
-
-    _gateway(ctx)
     cls = BlockingScheduler if blocking else BackgroundScheduler
     seconds = max(ctx.settings.tick.total_seconds(), 0.1)
     scheduler = cls(
@@ -85,8 +75,6 @@ def build_scheduler(ctx, *, blocking: bool):
 
 
 def _first_run():
-    import datetime as dt
-
     return dt.datetime.now(dt.timezone.utc)  # the first tick at once, not one interval after start
 
 

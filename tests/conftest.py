@@ -17,10 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from hub.clock import FixedClock
-from hub.config import load_settings
-from hub.db import all_models, make_engine, make_sessionmaker
+import hub.models  # noqa: F401  (every table in the metadata)
+from hub.db import make_engine, make_sessionmaker
 from hub.migrations import upgrade
 from tests.dbreset import empty_postgres
+from tests.instance import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = dt.datetime(2026, 11, 22, 10, 0, tzinfo=dt.timezone.utc)
@@ -28,8 +29,6 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 pytest_plugins = ["tests.factories", "tests.conftest_twilio"]
 
-
-all_models()
 
 
 def _pg_admin_url() -> tuple[str | None, str]:
@@ -103,16 +102,7 @@ def clock():
 @pytest.fixture
 def settings(tmp_path, database_url):
     """Settings from the project's config.toml, with instance/ and keys/ in a temp folder."""
-    cfg = tmp_path / "config.toml"
-    text = (ROOT / "config.toml").read_text()
-    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "instance"}"')
-    text = text.replace('keys = "keys"', f'keys = "{tmp_path / "keys"}"')
-    text = text.replace('agencies = "agencies"', f'agencies = "{ROOT / "agencies"}"')
-    text = text.replace('templates = "templates"', f'templates = "{ROOT / "templates"}"')
-    cfg.write_text(text)
-    (tmp_path / "keys").mkdir(exist_ok=True)
-    env = {"HUB_DATABASE_URL": database_url, "HUB_SECRET_KEY": "t" * 48}
-    return load_settings(cfg, env=env)
+    return make_settings(tmp_path, database_url)
 
 
 @pytest.fixture

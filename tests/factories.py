@@ -77,7 +77,7 @@ def load_network(sessions, settings, clock, enrolled=ENROLLED) -> Network:
     with session_scope(sessions) as s:
         directory.sync_agencies(s, settings.agencies_dir, clock)
         for agency in enrolled:
-            ring, _code = directory.enroll_agency(s, agency, clock=clock, keys_dir=settings.keys_dir,
+            ring, _code = accounts.enroll_agency(s, agency, clock=clock, keys_dir=settings.keys_dir,
                                                   kdf_params=FAST_KDF)
             net.rings[agency] = ring
             net.bundles[agency] = directory.public_bundle(s, agency)

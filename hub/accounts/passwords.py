@@ -12,6 +12,8 @@ import re
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
+from hub.errors import BadInput
+
 DEFAULT_PARAMS = {"iterations": 3, "memory_kib": 65536, "lanes": 4}
 MIN_LENGTH = 10
 MAX_LENGTH = 1024
@@ -55,8 +57,6 @@ def verify_password(password: str, encoded: str | None) -> bool:
 
 def check_strength(password: str) -> None:
     """Raise BadInput for a password too short or too long to use."""
-    from hub.errors import BadInput
-
     if not isinstance(password, str) or len(password) < MIN_LENGTH:
         raise BadInput(f"the password must have at least {MIN_LENGTH} characters; a few words make a good one",
                        code="weak_password")

@@ -19,20 +19,23 @@ import hashlib
 import re
 import secrets
 import unicodedata
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from hub import packets
-from hub.accounts import access, passwords
-from hub.accounts.access import SYSTEM, Principal
+from hub import access, packets
+from hub.access import SYSTEM, Principal
+from hub.accounts import passwords
 from hub.accounts.models import ApiToken, Invitation, User, UserSession, WrappedKeyRing
 from hub.audit.service import record as audit
-from hub.clock import Clock
-from hub.config import ROLES
-from hub.directory import service as directory_service
-from hub.directory.models import Agency, AgencyKey
+from hub.clock import Clock, rfc3339
+from hub.directory import service as directory
+from hub.directory.models import Agency, AgencyKey, Contact
+from hub.directory.service import RECOVERY_HOLDER, canonical_recovery_code
 from hub.errors import BadInput, Conflict, Invalid, NotFound, Unauthenticated
+from hub.phones import normalize_phone
+from hub.vocabulary import LANGUAGES, ROLES
 
 __all__ = [
     "Principal", "create_token", "revoke_token", "authenticate_token", "principal_for_user",
@@ -106,6 +109,13 @@ def principal_for_user(session: Session, user: User) -> Principal:
     return Principal(kind="user", agency_id=user.agency_id, role=user.role, user_id=user.id,
                      province=agency.province if agency else None, agency_kind=agency.kind if agency else None,
                      display=f"user:{user.id}")
+
+
+def contact_principal(contact: Contact) -> Principal:
+    """The principal an SMS contact acts as when it replies by SMS or taps a one-tap link."""
+    agency = contact.agency
+    return Principal(kind="contact", agency_id=contact.agency_id, role=contact.role, province=agency.province,
+                     agency_kind=agency.kind, display=f"contact:{contact.id}")
 
 
 def create_token(session: Session, agency_id: str, name: str, clock: Clock, *, actor: str = "hub") -> str:
@@ -194,7 +204,6 @@ def add_user(session: Session, *, agency_id: str | None, role: str, name: str, u
     of it, so the user's password will unlock it; without, the user signs in but cannot
     open packets until an agency admin invites them again with the key ring.
     """
-    from hub.phones import normalize_phone
 
     if role not in ROLES:
         raise BadInput(f"role must be one of {', '.join(ROLES)}, not {role!r}", code="invalid_field")
@@ -212,7 +221,7 @@ def add_user(session: Session, *, agency_id: str | None, role: str, name: str, u
             raise BadInput("a committee's users are coordinators or its agency_admin", code="invalid_field")
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > 200:
         raise BadInput("the user's name must be text of 1 to 200 characters", code="invalid_field")
-    if lang not in ("km", "en"):
+    if lang not in LANGUAGES:
         raise BadInput("lang must be km or en", code="invalid_field")
     if username is None:
         base = f"{agency_id}.{_slug(name) or role}" if agency_id else (_slug(name) or "hub-admin")
@@ -330,8 +339,6 @@ def _fail_login(session: Session, user: User | None, now: dt.datetime) -> Unauth
             user.failed_logins = 0
     audit(session, at=now, actor="hub", action="login.failed",
           detail={"user_id": user.id} if user is not None else {})
-    # The caller rolls back on the error we raise; the count must survive it, or the lock-out never comes.
-    session.commit()
     return Unauthenticated(LOGIN_FAILED, code="login_failed")
 
 
@@ -341,8 +348,8 @@ def login(session: Session, username: str, password: str, *, clock: Clock,
 
     An unknown user, a wrong password and a locked account give the same error. After
     ``LOCKOUT_AFTER`` wrong passwords the account waits ``LOCKOUT_FOR``. A failed attempt
-    is committed before Unauthenticated is raised, so the count survives the caller's
-    rollback: call this at the start of a unit of work.
+    is written (count and audit entry) before Unauthenticated is raised: the face commits
+    the unit of work on that error too, or the lock-out never comes.
     """
     now = clock.now()
     user = None
@@ -354,7 +361,6 @@ def login(session: Session, username: str, password: str, *, clock: Clock,
     if user.locked_until is not None and user.locked_until > now:
         passwords.dummy_verify(password)
         audit(session, at=now, actor="hub", action="login.failed", detail={"user_id": user.id, "locked": True})
-        session.commit()
         raise Unauthenticated(LOGIN_FAILED, code="login_failed")
     if not passwords.verify_password(password, user.password_hash):
         raise _fail_login(session, user, now)
@@ -439,7 +445,6 @@ def _end_sessions(session: Session, user_id: int) -> None:
 
 def recover_keyring(session: Session, agency_id: str, recovery_code: str) -> packets.KeyRing:
     """Open the agency's recovery copy with the code printed at enrolment."""
-    from hub.directory.service import RECOVERY_HOLDER, canonical_recovery_code
 
     code = canonical_recovery_code(recovery_code)
     wrap = _get_wrap(session, agency_id, RECOVERY_HOLDER)
@@ -483,6 +488,43 @@ def purge_expired(session: Session, clock: Clock) -> int:
                                                             WrappedKeyRing.expires_at <= now))
     session.flush()
     return len(rows) + (result.rowcount or 0)
+
+
+def enroll_agency(session: Session, agency_id: str, *, clock: Clock, keys_dir: Path,
+                  kdf_params: dict | None = None, actor: str = "hub") -> tuple[packets.KeyRing, str]:
+    """Make the agency's key pairs; return the key ring (in memory only) and its recovery code.
+
+    Stores the public keys, writes keys/<agency>.pub.json and keeps one wrapped copy of
+    the key ring, holder ``recovery``, that the recovery code opens. The code is a random
+    128-bit secret; the copy is wrapped with ``"kdf": {"alg": "argon2id"}`` using the
+    code's canonical text (:func:`canonical_recovery_code`) as the passphrase. A raw KEK
+    derived from the code would need a derivation that PROTOCOL.md does not define;
+    Argon2id keeps the recovery copy openable by anyone holding PROTOCOL.md and the code.
+    ``kdf_params`` overrides the PROTOCOL Argon2id parameters (tests use small ones).
+
+    Refuses (Conflict) if the agency already has keys: rotation is a separate operation.
+    """
+    agency = directory.get_agency(session, agency_id)
+    if directory.is_enrolled(session, agency.id):
+        raise Conflict(f"agency {agency.id} is already enrolled (keys/{agency.id}.pub.json); "
+                       "its keys are not replaced by enrolling again", code="already_enrolled")
+    now = clock.now()
+    ring, bundle = packets.generate_keyring(agency.id, created_at=rfc3339(now))
+    directory.store_public_bundle(session, bundle)
+    code = directory.new_recovery_code()
+    document = packets.wrap_keyring(ring, holder=RECOVERY_HOLDER, passphrase=canonical_recovery_code(code),
+                                    kdf_params=kdf_params)
+    old = session.scalar(sa.select(WrappedKeyRing).where(WrappedKeyRing.agency_id == agency.id,
+                                                         WrappedKeyRing.holder == RECOVERY_HOLDER))
+    if old is not None:
+        session.delete(old)
+        session.flush()
+    session.add(WrappedKeyRing(agency_id=agency.id, holder=RECOVERY_HOLDER, document=document, created_at=now))
+    audit(session, at=now, actor=actor, action="agency.enrolled",
+          detail={"agency": agency.id, "kids": [k.kid for k in bundle.keys]})
+    session.flush()
+    directory.write_bundle_file(bundle, keys_dir)
+    return ring, code
 
 
 # --- the web's member settings and agency administration ---------------------------------------
@@ -598,13 +640,13 @@ def recover_member(session: Session, principal: Principal, user_id: int, recover
 
 def admin_contacts(session: Session, principal: Principal) -> list:
     _admin_of(principal, principal.agency_id)
-    return directory_service.contacts_for(session, principal.agency_id)
+    return directory.contacts_for(session, principal.agency_id)
 
 
 def admin_save_contact(session: Session, principal: Principal, *, name: str, phone: str, lang: str, role: str,
                        duty: bool, clock: Clock):
     _admin_of(principal, principal.agency_id)
-    return directory_service.add_contact(session, principal.agency_id, name, phone, duty=duty, lang=lang, role=role, clock=clock,
+    return directory.add_contact(session, principal.agency_id, name, phone, duty=duty, lang=lang, role=role, clock=clock,
                        actor=principal.display)
 
 
@@ -612,10 +654,10 @@ def admin_contact_change(session: Session, principal: Principal, contact_id: int
     """``change`` is "duty" (this contact is texted first) or "remove" (no longer texted)."""
     _admin_of(principal, principal.agency_id)
     if change == "duty":
-        return directory_service.set_duty_contact(session, principal.agency_id, contact_id, clock=clock,
+        return directory.set_duty_contact(session, principal.agency_id, contact_id, clock=clock,
                                                   actor=principal.display)
     if change == "remove":
-        return directory_service.remove_contact(session, principal.agency_id, contact_id, clock=clock, actor=principal.display)
+        return directory.remove_contact(session, principal.agency_id, contact_id, clock=clock, actor=principal.display)
     raise BadInput("change must be duty or remove", code="invalid_field")
 
 

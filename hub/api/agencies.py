@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from flask import jsonify
 
-from hub.accounts import access
 from hub.api import api_bp
 from hub.api.common import json_body, principal
-from hub.context import current, db
 from hub.directory import service as directory
 from hub.errors import BadInput
+from hub.faces import current, db
 
 
 def _agency_json(agency) -> dict:
@@ -44,7 +43,6 @@ def set_capacity(agency_id: str):
     beds = body["beds_available"]
     if not isinstance(beds, int) or isinstance(beds, bool):
         raise BadInput("'beds_available' must be a whole number", code="invalid_field")
-    access.require(who, "capacity.set", agency_id=agency_id)
-    agency = directory.set_capacity(db(), agency_id, beds, actor=who.display, clock=current().clock)
+    agency = directory.set_capacity(db(), who, agency_id, beds, clock=current().clock)
     db().commit()
     return jsonify(_agency_json(agency))

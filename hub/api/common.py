@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import g, request
 
+from hub.access import Principal
 from hub.accounts import service as accounts
-from hub.accounts.access import Principal
-from hub.context import current, db
 from hub.errors import BadInput, Unauthenticated
+from hub.faces import current, db
 
 SESSION_COOKIE = "refhub_session"
 

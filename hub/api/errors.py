@@ -24,7 +24,10 @@ def envelope(status: int, code: str, message: str):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HubError)
     def _hub_error(exc: HubError):
-        return envelope(exc.status, exc.code, exc.message)
+        response = envelope(exc.status, exc.code, exc.message)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(PacketError)
     def _packet_error(exc: PacketError):
@@ -45,7 +48,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(sa.exc.InterfaceError)
     def _db_down(exc):
         log.error("database unavailable: %s", type(exc).__name__)
-        return envelope(503, "database_unavailable", "the database does not answer; try again in a minute")
+        response = envelope(503, "database_unavailable", "the database does not answer; try again in a minute")
+        response.headers["Retry-After"] = "30"
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

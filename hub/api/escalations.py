@@ -10,8 +10,8 @@ from flask import jsonify
 from hub.api import api_bp
 from hub.api.common import int_arg, principal, query_arg
 from hub.clock import rfc3339
-from hub.context import current, db
 from hub.escalation import service as escalation
+from hub.faces import current, db
 from hub.referrals import service as referrals
 
 

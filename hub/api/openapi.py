@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from hub.api import api_bp
+from hub.api.escalations import OPENAPI_PATHS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -39,8 +40,6 @@ def _reason() -> dict:
 
 
 def document() -> dict:
-    from hub.api.escalations import OPENAPI_PATHS
-
     packet = {"type": "object", "additionalProperties": False, "required": ["v", "header", "ct", "sig"],
               "properties": {"v": {"const": "refhub/v1"}, "header": {"type": "string"},
                              "ct": {"type": "string"}, "sig": {"type": "string"}},

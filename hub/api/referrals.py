@@ -8,8 +8,8 @@ from flask import jsonify, request
 
 from hub.api import api_bp
 from hub.api.common import int_arg, json_body, principal, query_arg
-from hub.context import current, db
 from hub.errors import BadInput, Conflict
+from hub.faces import current, db
 from hub.referrals import service as referrals
 
 

@@ -9,72 +9,37 @@ ones are registered at the bottom of this file.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
-from hub.errors import BadInput, ConfigError, Forbidden, HubError, Invalid, NotFound, Unauthenticated
-
-# Errors that mean "what you typed or pointed at is wrong" (exit 2); the rest are refusals (exit 1).
-_INPUT_ERRORS = (BadInput, Invalid, NotFound, ConfigError, Unauthenticated, Forbidden)
-
-
-class HubCliError(click.ClickException):
-    """One line on stderr and an exit code; never a traceback."""
-
-    def __init__(self, message: str, exit_code: int = 2):
-        super().__init__(" ".join(str(message).split()))
-        self.exit_code = exit_code
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"hub: {self.message}", err=True)
-
-
-def _as_cli_error(exc: BaseException) -> HubCliError:
-    from hub.packets import KeyRingError, PacketError
-
-    if isinstance(exc, HubError):
-        return HubCliError(exc.message, 2 if isinstance(exc, _INPUT_ERRORS) else 1)
-    if isinstance(exc, KeyRingError):
-        return HubCliError(exc.message, 2)
-    if isinstance(exc, PacketError):
-        return HubCliError(exc.message, 1)
-    raise exc
+from hub import create_app, migrations, packets
+from hub import demo as demo_mod
+from hub.accounts import service as accounts
+from hub.cli.client import client
+from hub.cli.context import HubCliError, HubCommand, HubGroup, command_context, config_option
+from hub.cli.scheduling import (
+    escalate_command,
+    scheduler_command,
+    start_embedded_scheduler,
+)
+from hub.cli.sms import sms
+from hub.config import ensure_demo_secret
+from hub.db import session_scope
+from hub.directory import service as directory
+from hub.vocabulary import (
+    CONTACT_ROLES,
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    ROLES,
+    default_contact_role,
+)
 
 
-class HubGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        import sqlalchemy.exc
-
-        from hub.packets import PacketError
-
-        try:
-            return super().invoke(ctx)
-        except (HubError, PacketError) as exc:
-            raise _as_cli_error(exc) from None
-        except sqlalchemy.exc.OperationalError as exc:
-            reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
-            raise HubCliError(f"cannot use the database ({reason}); check [database] url or HUB_DATABASE_URL,"
-                              " and run `hub init`", 1) from None
-
-
-def _store_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None:
-        ctx.find_root().ensure_object(dict)["config"] = value
-    return value
-
-
-def config_option(fn):
-    """``--config PATH`` on a subcommand too, so `hub init --config X` works like `hub --config X init`."""
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                        expose_value=False, callback=_store_config,
-                        help="config.toml to use (default ./config.toml or HUB_CONFIG).")(fn)
-
-
-@click.group(cls=HubGroup)
+@click.group(cls=HubCommand)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="config.toml to use (default ./config.toml or HUB_CONFIG).")
 @click.pass_context
@@ -88,43 +53,11 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 # --- plumbing -----------------------------------------------------------------------------------
 
 
-def _settings():
-    from hub.config import load_settings
-
-    obj = click.get_current_context().find_root().ensure_object(dict)
-    if "settings" not in obj:
-        obj["settings"] = load_settings(obj.get("config"))
-    return obj["settings"]
-
-
-def _sessions(settings):
-    from hub.db import make_engine, make_sessionmaker
-
-    obj = click.get_current_context().find_root().ensure_object(dict)
-    if "sessions" not in obj:
-        engine = make_engine(settings.database_url)
-        click.get_current_context().find_root().call_on_close(engine.dispose)
-        obj["sessions"] = make_sessionmaker(engine)
-    return obj["sessions"]
-
-
-def _clock():
-    from hub.clock import SystemClock
-
-    return SystemClock()
-
-
 def _secret_from_env_or_prompt(env_name: str, prompt: str, *, confirm: bool) -> str:
     value = os.environ.get(env_name)
     if value:
         return value
     return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
-
-
-def _migrate(settings) -> None:
-    from hub import migrations
-
-    migrations.upgrade(settings.database_url)
 
 
 def _print_sync(report: dict) -> None:
@@ -146,18 +79,19 @@ def _print_sync(report: dict) -> None:
 @click.option("--demo", is_flag=True, help="Also add demo users, two demo agency systems, and print the logins.")
 def init_cmd(demo: bool) -> None:
     """Create or upgrade the database, sync agencies/, enrol agencies that have no keys."""
-    from hub import demo as demo_mod
-    from hub.db import session_scope
-    from hub.directory import service as directory
-
-    settings = _settings()
+    ctx = command_context()
+    settings = ctx.settings
     if demo and settings.mode == "production":
         raise HubCliError("--demo adds users with a shared password and is refused in production mode;"
                           " run `hub init` and add users with `hub users add`", 2)
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
-    _migrate(settings)
-    sessions = _sessions(settings)
-    clock = _clock()
+    if settings.mode == "demo":
+        written = ensure_demo_secret(settings)
+        if written is not None:
+            click.echo(f"demo mode: generated a secret key in {written} (set HUB_SECRET_KEY in production)")
+    migrations.upgrade(settings.database_url)
+    sessions = ctx.sessions
+    clock = ctx.clock
     with session_scope(sessions) as s:
         _print_sync(directory.sync_agencies(s, settings.agencies_dir, clock))
 
@@ -166,7 +100,7 @@ def init_cmd(demo: bool) -> None:
     with session_scope(sessions) as s:
         for agency in directory.list_agencies(s):
             if not directory.is_enrolled(s, agency.id):
-                fresh[agency.id], codes[agency.id] = directory.enroll_agency(s, agency.id, clock=clock,
+                fresh[agency.id], codes[agency.id] = accounts.enroll_agency(s, agency.id, clock=clock,
                                                                              keys_dir=settings.keys_dir)
         if demo and codes:
             # Written before the commit: a code must never be lost for keys that were stored.
@@ -186,9 +120,6 @@ def init_cmd(demo: bool) -> None:
 
 
 def _init_demo(settings, sessions, clock, fresh: dict) -> None:
-    from hub import demo as demo_mod
-    from hub.db import session_scope
-
     password = demo_mod.demo_password(settings.instance_dir)
     codes = demo_mod.read_recovery_codes(settings.instance_dir)
     with session_scope(sessions) as s:
@@ -217,12 +148,17 @@ def _init_demo(settings, sessions, clock, fresh: dict) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 def serve_cmd(host: str, port: int) -> None:
-    """Run the development server (the embedded demo)."""
-    from hub import create_app
+    """Run the development server (the embedded demo) with one in-process scheduler.
 
-    from hub.cli.scheduling import start_embedded_scheduler
-
-    app = create_app(_settings())
+    In demo mode the links in texts follow the address served (unless HUB_PUBLIC_BASE_URL says
+    otherwise), so the demo's one-tap links work on any port.
+    """
+    ctx = command_context()
+    settings = ctx.settings
+    if settings.mode == "demo" and not os.environ.get("HUB_PUBLIC_BASE_URL"):
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        settings = dataclasses.replace(settings, public_base_url=f"http://{shown}:{port}")
+    app = create_app(settings, engine=ctx.engine, clock=ctx.clock, gateway=ctx.gateway)
     # One in-process scheduler for the embedded demo; gunicorn workers never start one (wsgi.py).
     # The reloader would fork a second process, and with it a second scheduler: keep it off.
     scheduler = start_embedded_scheduler(app)
@@ -244,12 +180,10 @@ def agencies_group() -> None:
 @config_option
 def agencies_sync() -> None:
     """Load agencies/*.toml into the directory (idempotent)."""
-    from hub.db import session_scope
-    from hub.directory import service as directory
-
-    settings = _settings()
-    with session_scope(_sessions(settings)) as s:
-        _print_sync(directory.sync_agencies(s, settings.agencies_dir, _clock()))
+    ctx = command_context()
+    settings = ctx.settings
+    with session_scope(ctx.sessions) as s:
+        _print_sync(directory.sync_agencies(s, settings.agencies_dir, ctx.clock))
 
 
 @agencies_group.command("enroll")
@@ -259,11 +193,8 @@ def agencies_sync() -> None:
               help="Also write the key ring, wrapped under a passphrase, for the agency's own system.")
 def agencies_enroll(agency_id: str, export_path: str | None) -> None:
     """Make the agency's keys and print its recovery code once."""
-    from hub import packets
-    from hub.db import session_scope
-    from hub.directory import service as directory
-
-    settings = _settings()
+    ctx = command_context()
+    settings = ctx.settings
     passphrase = None
     if export_path:
         if Path(export_path).exists():
@@ -272,8 +203,8 @@ def agencies_enroll(agency_id: str, export_path: str | None) -> None:
                                                 confirm=True)
         if len(passphrase) < 12:
             raise HubCliError("the key ring passphrase must have at least 12 characters", 2)
-    with session_scope(_sessions(settings)) as s:
-        ring, code = directory.enroll_agency(s, agency_id, clock=_clock(), keys_dir=settings.keys_dir)
+    with session_scope(ctx.sessions) as s:
+        ring, code = accounts.enroll_agency(s, agency_id, clock=ctx.clock, keys_dir=settings.keys_dir)
         if export_path:
             doc = packets.wrap_keyring(ring, holder=f"system:{agency_id}", passphrase=passphrase)
             fd = os.open(export_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -297,11 +228,10 @@ def users_group() -> None:
 @users_group.command("add")
 @config_option
 @click.option("--agency", "agency_id", default=None, help="Agency id (not for a hub_admin).")
-@click.option("--role", required=True, type=click.Choice(["officer", "caseworker", "agency_admin", "coordinator",
-                                                          "hub_admin"]))
+@click.option("--role", required=True, type=click.Choice(ROLES))
 @click.option("--name", required=True)
 @click.option("--phone", default=None, help="E.164, e.g. +85512345678")
-@click.option("--lang", default="km", type=click.Choice(["km", "en"]), show_default=True)
+@click.option("--lang", default=DEFAULT_LANGUAGE, type=click.Choice(LANGUAGES), show_default=True)
 @click.option("--username", default=None, help="Default: <agency>.<name>.")
 def users_add(agency_id, role, name, phone, lang, username) -> None:
     """Add a user and print a one-time invitation link.
@@ -309,12 +239,9 @@ def users_add(agency_id, role, name, phone, lang, username) -> None:
     The link also carries the agency's key ring, unlocked here with the agency's recovery
     code (HUB_RECOVERY_CODE or a prompt).
     """
-    from hub.accounts import service as accounts
-    from hub.db import session_scope
-    from hub.directory import service as directory
-
-    settings = _settings()
-    with session_scope(_sessions(settings)) as s:
+    ctx = command_context()
+    settings = ctx.settings
+    with session_scope(ctx.sessions) as s:
         ring = None
         if agency_id is not None:
             directory.get_agency(s, agency_id)
@@ -322,7 +249,7 @@ def users_add(agency_id, role, name, phone, lang, username) -> None:
                 code = _secret_from_env_or_prompt("HUB_RECOVERY_CODE", f"Recovery code of {agency_id}", confirm=False)
                 ring = accounts.recover_keyring(s, agency_id, code)
         user, token = accounts.add_user(s, agency_id=agency_id, role=role, name=name, username=username, phone=phone,
-                                        lang=lang, clock=_clock(), keyring=ring)
+                                        lang=lang, clock=ctx.clock, keyring=ring)
     click.echo(f"added {user.username} ({role}{', ' + agency_id if agency_id else ''})")
     if agency_id is not None and ring is None:
         click.echo(f"note: {agency_id} is not enrolled, so this user cannot open packets yet", err=True)
@@ -343,19 +270,16 @@ def contacts_group() -> None:
 @click.option("--name", required=True)
 @click.option("--phone", required=True, help="E.164, e.g. +85512345678")
 @click.option("--duty", is_flag=True, help="Make this the duty contact (texted first).")
-@click.option("--lang", default="km", type=click.Choice(["km", "en"]), show_default=True)
-@click.option("--role", default=None, type=click.Choice(["officer", "caseworker", "agency_admin", "coordinator"]),
+@click.option("--lang", default=DEFAULT_LANGUAGE, type=click.Choice(LANGUAGES), show_default=True)
+@click.option("--role", default=None, type=click.Choice(CONTACT_ROLES),
               help="Default: officer at police, coordinator at committees, else caseworker.")
 def contacts_add(agency_id, name, phone, duty, lang, role) -> None:
     """Add an SMS contact (or update the one with this number)."""
-    from hub.db import session_scope
-    from hub.directory import service as directory
-
-    settings = _settings()
-    with session_scope(_sessions(settings)) as s:
+    ctx = command_context()
+    with session_scope(ctx.sessions) as s:
         agency = directory.get_agency(s, agency_id)
-        role = role or {"police": "officer", "committee": "coordinator"}.get(agency.kind, "caseworker")
-        contact = directory.add_contact(s, agency_id, name, phone, duty=duty, lang=lang, role=role, clock=_clock())
+        role = role or default_contact_role(agency.kind)
+        contact = directory.add_contact(s, agency_id, name, phone, duty=duty, lang=lang, role=role, clock=ctx.clock)
         click.echo(f"contact {contact.id} of {agency_id}: {contact.phone} ({role}{', duty' if contact.duty else ''})")
 
 
@@ -373,12 +297,9 @@ def tokens_group() -> None:
 @click.option("--name", default="agency system", show_default=True)
 def tokens_create(agency_id: str, name: str) -> None:
     """Print a new API token (shown once; the hub keeps only its hash)."""
-    from hub.accounts import service as accounts
-    from hub.db import session_scope
-
-    settings = _settings()
-    with session_scope(_sessions(settings)) as s:
-        token = accounts.create_token(s, agency_id, name, _clock())
+    ctx = command_context()
+    with session_scope(ctx.sessions) as s:
+        token = accounts.create_token(s, agency_id, name, ctx.clock)
     click.echo(token)
     click.echo(f"token for {agency_id}: shown once, send it as 'Authorization: Bearer <token>'", err=True)
 
@@ -388,25 +309,13 @@ def tokens_create(agency_id: str, name: str) -> None:
 @click.argument("token_id", type=int)
 def tokens_revoke(token_id: int) -> None:
     """Revoke an API token by its id."""
-    from hub.accounts import service as accounts
-    from hub.db import session_scope
-
-    settings = _settings()
-    with session_scope(_sessions(settings)) as s:
-        token = accounts.revoke_token(s, token_id, _clock())
+    ctx = command_context()
+    with session_scope(ctx.sessions) as s:
+        token = accounts.revoke_token(s, token_id, ctx.clock)
         click.echo(f"revoked token {token.id} ({token.prefix}...) of {token.agency_id}")
 
 
-# --- other modules' command groups ----------------------------------------------------------------
+# --- the command groups that live in their own modules -------------------------------------------
 
-def _register_commands() -> None:
-    """Command groups that live beside their domain."""
-    from hub.cli.client import client
-    from hub.cli.scheduling import escalate_command, scheduler_command
-    from hub.cli.sms import sms
-
-    for command in (client, escalate_command, scheduler_command, sms):
-        main.add_command(command)
-
-
-_register_commands()
+for _command in (client, escalate_command, scheduler_command, sms):
+    main.add_command(_command)

@@ -16,11 +16,12 @@ import threading
 
 import click
 
+from hub.cli.context import command_context, config_option
+from hub.clock import rfc3339
+from hub.escalation.service import sweep
+from hub.scheduler import build_scheduler, start_background
+
 log = logging.getLogger("hub.scheduler")
-
-
-_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="HUB_CONFIG",
-                       help="config.toml to use (default ./config.toml).")
 
 
 @click.command("escalate")
@@ -29,14 +30,10 @@ _CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False
               help="Sweep as if at this moment, e.g. 2026-11-22T10:30:00Z (default: the system clock).")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=500, show_default=True,
               help="Referrals claimed per transaction.")
-@_CONFIG
-def escalate_command(once: bool, now_text: str | None, limit: int, config_path: str | None) -> None:
+@config_option
+def escalate_command(once: bool, now_text: str | None, limit: int) -> None:
     """Run one escalation sweep and print its report as one line of JSON."""
-    from hub.cli.context import command_context
-    from hub.clock import rfc3339
-    from hub.escalation.service import sweep
-
-    ctx = command_context(config_path, now_text=now_text)
+    ctx = command_context(now_text=now_text)
     try:
         now = ctx.clock.now()
         report = sweep(ctx.sessions, now, settings=ctx.settings, limit=limit)
@@ -51,14 +48,10 @@ def escalate_command(once: bool, now_text: str | None, limit: int, config_path: 
 
 
 @click.command("scheduler")
-@_CONFIG
-def scheduler_command(config_path: str | None) -> None:
+@config_option
+def scheduler_command() -> None:
     """Run the escalation sweep and the outbox drain every escalation.tick until SIGTERM or Ctrl-C."""
-    from hub.scheduler import build_scheduler
-
-    from hub.cli.context import command_context
-
-    ctx = command_context(config_path)
+    ctx = command_context()
     scheduler = build_scheduler(ctx, blocking=True)
 
     def _stop(signum, _frame):
@@ -83,7 +76,6 @@ def start_embedded_scheduler(app_or_ctx):
     Takes the Flask app (``app.extensions["hub"]``) or a HubContext. The caller
     shuts it down (``scheduler.shutdown()``) when the server stops.
     """
-    from hub.scheduler import start_background
 
     ctx = app_or_ctx.extensions["hub"] if hasattr(app_or_ctx, "extensions") else app_or_ctx
     return start_background(ctx)

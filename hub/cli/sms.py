@@ -13,32 +13,31 @@ import time
 
 import click
 
+from hub.cli.context import HubGroup, command_context, config_option
+from hub.notify.service import drain_all
 
-@click.group("sms", help="The SMS outbox.")
+
+@click.group("sms", cls=HubGroup, help="The SMS outbox.")
 def sms() -> None:
     pass
 
 
 @sms.command("drain")
 @click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None, envvar="HUB_CONFIG",
-              help="config.toml to use (default ./config.toml).")
+@config_option
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
               help="Messages claimed per batch.")
 @click.option("--now", default=None, metavar="ISO", help="Drain as if it were this time (with --once).")
-def drain_command(once: bool, config_path: str | None, limit: int, now: str | None) -> None:
+def drain_command(once: bool, limit: int, now: str | None) -> None:
     """Hand queued SMS to the gateway (retries wait their backoff; failures raise an alert)."""
-    from hub.notify.service import drain_all
-
     if now and not once:
         click.echo("hub: --now only makes sense with --once", err=True)
         sys.exit(2)
-    from hub.cli.context import command_context
-
-    ctx = command_context(config_path, now_text=now)
+    ctx = command_context(now_text=now)
     try:
         while True:
-            report = drain_all(ctx.sessions, ctx.gateway, ctx.clock.now(), settings=ctx.settings, limit=limit)
+            report = drain_all(ctx.sessions, ctx.gateway, ctx.clock.now(), settings=ctx.settings, limit=limit,
+                               on_failed=ctx.on_delivery_failed)
             if once or report:
                 click.echo(f"sms drain: sent {report.sent}, retrying later {report.retried}, "
                            f"failed {report.failed}, reclaimed {report.reclaimed}")

@@ -7,8 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base, JSONText, UTCDateTime
-
-AGENCY_KINDS = ("police", "shelter", "social_affairs", "legal_aid", "iom", "committee")
+from hub.vocabulary import AGENCY_KINDS  # noqa: E402,F401
 
 
 class Agency(Base):

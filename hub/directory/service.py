@@ -18,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from hub import packets
+from hub import access, packets
+from hub.access import Principal
 from hub.audit.service import record as audit
 from hub.clock import Clock, parse_rfc3339, rfc3339
 from hub.directory.models import AGENCY_KINDS, Agency, AgencyKey, Contact
@@ -27,10 +28,9 @@ from hub.phones import InvalidPhone, normalize_phone
 
 SERVICES = ("shelter", "medical", "psychosocial", "legal", "repatriation", "family_tracing", "interpreter",
             "investigation", "coordination")
-CONTACT_ROLES = ("officer", "caseworker", "agency_admin", "coordinator")
-LANGS = ("km", "en")
-# ISO 3166-2:KH: KH-1 Banteay Meanchey ... KH-12 Phnom Penh ... KH-17 Siem Reap ... KH-25 Tbong Khmum.
-PROVINCES = tuple(f"KH-{n}" for n in range(1, 26))
+from hub.vocabulary import CONTACT_ROLES, PROVINCES  # noqa: E402
+from hub.vocabulary import LANGUAGES as LANGS  # noqa: E402
+
 SHORT_NAME_MAX = 16
 RECOVERY_HOLDER = "recovery"
 
@@ -325,8 +325,12 @@ def add_contact(session: Session, agency_id: str, name: str, phone: str, *, duty
     return contact
 
 
-def set_capacity(session: Session, agency_id: str, beds: int, *, actor: str, clock: Clock) -> Agency:
-    """Set the agency's free beds: 0 up to its beds_total (when it has one). Audited as capacity.set."""
+def set_capacity(session: Session, principal: Principal, agency_id: str, beds: int, *, clock: Clock) -> Agency:
+    """Set the agency's free beds: 0 up to its beds_total (when it has one). Audited as capacity.set.
+
+    Only the agency's own caseworkers, admins and system may (``capacity.set``), from any face.
+    """
+    access.require(principal, "capacity.set", agency_id=agency_id)
     agency = get_agency(session, agency_id)
     if type(beds) is not int:
         raise BadInput("beds must be a whole number", code="invalid_field")
@@ -337,7 +341,7 @@ def set_capacity(session: Session, agency_id: str, beds: int, *, actor: str, clo
     now = clock.now()
     agency.beds_available = beds
     agency.updated_at = agency.beds_updated_at = now
-    audit(session, at=now, actor=actor, action="capacity.set",
+    audit(session, at=now, actor=principal.display, action="capacity.set",
           detail={"agency": agency.id, "beds_available": beds, "previous": previous})
     session.flush()
     return agency
@@ -426,45 +430,6 @@ def canonical_recovery_code(code: str) -> str:
         raise BadInput("that is not the recovery code printed at enrolment (7 groups of 4 letters and digits);"
                        " check it for a typo", code="invalid_recovery_code")
     return text
-
-
-def enroll_agency(session: Session, agency_id: str, *, clock: Clock, keys_dir: Path,
-                  kdf_params: dict | None = None, actor: str = "hub") -> tuple[packets.KeyRing, str]:
-    """Make the agency's key pairs; return the key ring (in memory only) and its recovery code.
-
-    Stores the public keys, writes keys/<agency>.pub.json and keeps one wrapped copy of
-    the key ring, holder ``recovery``, that the recovery code opens. The code is a random
-    128-bit secret; the copy is wrapped with ``"kdf": {"alg": "argon2id"}`` using the
-    code's canonical text (:func:`canonical_recovery_code`) as the passphrase. A raw KEK
-    derived from the code would need a derivation that PROTOCOL.md does not define;
-    Argon2id keeps the recovery copy openable by anyone holding PROTOCOL.md and the code.
-    ``kdf_params`` overrides the PROTOCOL Argon2id parameters (tests use small ones).
-
-    Refuses (Conflict) if the agency already has keys: rotation is a separate operation.
-    """
-    from hub.accounts.models import WrappedKeyRing
-
-    agency = get_agency(session, agency_id)
-    if is_enrolled(session, agency.id):
-        raise Conflict(f"agency {agency.id} is already enrolled (keys/{agency.id}.pub.json); "
-                       "its keys are not replaced by enrolling again", code="already_enrolled")
-    now = clock.now()
-    ring, bundle = packets.generate_keyring(agency.id, created_at=rfc3339(now))
-    store_public_bundle(session, bundle)
-    code = new_recovery_code()
-    document = packets.wrap_keyring(ring, holder=RECOVERY_HOLDER, passphrase=canonical_recovery_code(code),
-                                    kdf_params=kdf_params)
-    old = session.scalar(sa.select(WrappedKeyRing).where(WrappedKeyRing.agency_id == agency.id,
-                                                         WrappedKeyRing.holder == RECOVERY_HOLDER))
-    if old is not None:
-        session.delete(old)
-        session.flush()
-    session.add(WrappedKeyRing(agency_id=agency.id, holder=RECOVERY_HOLDER, document=document, created_at=now))
-    audit(session, at=now, actor=actor, action="agency.enrolled",
-          detail={"agency": agency.id, "kids": [k.kid for k in bundle.keys]})
-    session.flush()
-    write_bundle_file(bundle, keys_dir)
-    return ring, code
 
 
 # --- the web: contacts edited by an agency admin, suggestions on the referral form ---------------

@@ -18,73 +18,38 @@ import datetime as dt
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from hub import access
+from hub.audit.service import record as audit
 from hub.config import Policy
 from hub.db import skip_locked
-from hub.errors import log_failure
+from hub.directory import service as directory
 from hub.directory.models import Agency, Contact
+from hub.errors import Conflict, NotFound, log_failure
 from hub.notify import service as notify
-from hub.referrals.models import OPEN_STATES, Referral
+from hub.notify.models import OutboxMessage
+from hub.referrals import service as referrals
+from hub.referrals.clocks import (  # noqa: F401
+    CLOCK_FOR_STATE,
+    deadline,
+    next_firing,
+    start_clock,
+    step_due_at,
+)
+from hub.referrals.models import Referral
+from hub.vocabulary import OPEN_STATES
 
 log = logging.getLogger("hub.escalation")
 
-CLOCK_FOR_STATE = {"sent": "ack", "acknowledged": "decide", "accepted": "arrive"}
 # What the recipient is asked to do while each clock runs (the new_referral template's ``action``).
 ACTION_FOR_CLOCK = {"ack": "acknowledge", "decide": "decide", "arrive": "confirm_arrival"}
 RECIPIENT_TARGETS = ("recipient.duty", "recipient.all")
-
-# -- timing (see docs/design-notes.md "Ladder timing") ---------------------------------------------
-
-
-def deadline(policy: Policy, clock: str, started_at: dt.datetime) -> dt.datetime:
-    within = {"ack": policy.ack_within, "decide": policy.decide_within, "arrive": policy.arrive_within}[clock]
-    return started_at + within
-
-
-def step_due_at(policy: Policy, clock: str, started_at: dt.datetime, step: int, repeat: int = 0) -> dt.datetime:
-    """When ladder step ``step`` (0-based) of a clock is due.
-
-    Step 0 fires when the clock starts: it tells whoever must act now. Every later
-    step k fires at the clock's deadline plus (after[k] - after[1]): the first
-    escalation when the clock runs out, the rest spaced as the ladder says. For
-    the ack clock of the shipped policies (after[1] == ack_within) this is exactly
-    the ``after`` written in config.toml. After the last step the last target is
-    notified again every ``repeat_every`` until the clock stops.
-    """
-    ladder = policy.ladder
-    if step == 0:
-        return started_at + ladder[0].after
-    first = ladder[1].after if len(ladder) > 1 else ladder[0].after
-    due = deadline(policy, clock, started_at) + (ladder[min(step, len(ladder) - 1)].after - first)
-    return due + policy.repeat_every * repeat
-
-
-def next_firing(step: int, repeat: int, last: int) -> tuple[int, int]:
-    """The (step, repeat) that comes after ``(step, repeat)`` on a ladder whose last index is ``last``."""
-    return (step + 1, 0) if step < last else (last, repeat + 1)
-
-
-def start_clock(referral, clock: str | None, now: dt.datetime) -> None:
-    """Start ``clock`` on the referral (or stop all clocks with None); the sweep does the rest."""
-    referral.clock = clock
-    referral.repeat = 0
-    referral.step = -1
-    referral.overdue_alerted_at = None
-    referral.step_failed_at = None
-    if clock is None:
-        referral.clock_started_at = None
-        referral.deadline_at = None
-        referral.next_step_at = None
-        return
-    policy = Policy.from_json(referral.ladder)
-    referral.clock_started_at = now
-    referral.deadline_at = deadline(policy, clock, now)
-    referral.next_step_at = step_due_at(policy, clock, now, 0)
 
 
 _policies: dict[str, Policy] = {}
@@ -125,7 +90,7 @@ class Targets:
         return self._cache[key]
 
     def _contacts(self, agency_id: str, duty_only: bool) -> list[Contact]:
-        from hub.directory import service as directory
+
 
         key = ("agency", agency_id, duty_only)
         if key not in self._cache:
@@ -134,7 +99,7 @@ class Targets:
         return self._cache[key]
 
     def _committees(self, province: str | None) -> list[Contact]:
-        from hub.directory import service as directory
+
 
         key = ("committee", province)
         if key not in self._cache:
@@ -355,13 +320,21 @@ def advance_now(session: Session, referral, now: dt.datetime, *, settings) -> Ad
 
 
 def delivery_failed(session: Session, message, now: dt.datetime) -> None:
-    """A text of the referral's current clock, step and repeat ended failed or undelivered: move on now.
+    """A text ended failed or undelivered: alert the coordinators and, for the referral's current clock,
+    step and repeat, move on now. Handed to notify as its ``on_failed`` hook at wiring time.
 
     Sets ``next_step_at = now`` (fenced), so the next sweep fires the next step.
     A failure of an earlier step or repeat, of another clock, or of a referral
     no longer open changes nothing.
     """
-    if message.referral_id is None or message.step is None or message.clock is None:
+    if message.referral_id is None:
+        notify.raise_alert(session, kind="sms_failed", referral_id=None, province=None,
+                           dedupe_key=f"sms_failed:{message.id}", now=now)
+        return
+    notify.raise_alert(session, kind="sms_failed", referral_id=message.referral_id,
+                       province=session.scalar(sa.select(Referral.province).where(Referral.id == message.referral_id)),
+                       dedupe_key=f"sms_failed:{message.id}", now=now)
+    if message.step is None or message.clock is None:
         return
     for _attempt in range(3):  # lose the fence only to a change that made this moot, or try again
         row = session.execute(
@@ -519,25 +492,15 @@ def _one_by_one(session_factory, now, *, settings, ids: list[str], broken: set[s
 # -- coordinators: the open escalations, and taking one -------------------------------------------
 
 
-def coordinator_province(session: Session, principal) -> tuple[bool, str | None]:
-    """(national, province) of the calling coordinator's committee."""
-    agency = session.get(Agency, principal.agency_id) if getattr(principal, "agency_id", None) else None
-    province = agency.province if agency is not None else None
-    return province is None, province
-
-
-def _in_scope(stmt: sa.Select, national: bool, province: str | None) -> sa.Select:
-    if national:
-        return stmt
-    recipient_province = sa.select(Agency.province).where(Agency.id == Referral.to_agency_id).scalar_subquery()
-    return stmt.where(sa.or_(Referral.province == province, recipient_province == province))
+# The coordinator's scope is one rule, kept beside the referrals it narrows.
+coordinator_province = referrals.coordinator_scope
+_in_scope = referrals.in_coordinator_scope
 
 
 def open_escalations(session: Session, principal, now: dt.datetime, *, limit: int = 100,
                      offset: int = 0) -> list[tuple[Referral, int]]:
     """Open referrals past their clock's deadline or escalated (step >= 1), in the coordinator's province
     (the national committee sees all), newest due first; each with how many contacts its clock reached."""
-    from hub.accounts import access
 
     access.require(principal, "escalations.view")
     national, province = coordinator_province(session, principal)
@@ -552,7 +515,6 @@ def open_escalations(session: Session, principal, now: dt.datetime, *, limit: in
 
 def notified_counts(session: Session, referrals: list) -> list[int]:
     """For each referral, the number of contacts texted on its running clock."""
-    from hub.notify.models import OutboxMessage
 
     if not referrals:
         return []
@@ -566,12 +528,6 @@ def notified_counts(session: Session, referrals: list) -> list[int]:
 def take(session: Session, principal, referral_id: str, now: dt.datetime, *, settings) -> tuple[Referral, int]:
     """A coordinator takes ownership of an open referral in their province; the other coordinators
     texted about it are told (template ``taken``). Returns the referral and its notified count."""
-    import uuid
-
-    from hub.accounts import access
-    from hub.audit.service import record as audit
-    from hub.errors import Conflict, NotFound
-    from hub.notify.models import OutboxMessage
 
     access.require(principal, "escalations.take")
     try:

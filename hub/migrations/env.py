@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from hub.db import Base, all_models, make_engine
+from hub.db import make_engine
+from hub.models import metadata as target_metadata
 
-all_models()
-target_metadata = Base.metadata
 config = context.config
 
 

@@ -29,14 +29,14 @@ import random
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
-from hub.db import UTCDateTime, all_models, skip_locked
+from hub.db import UTCDateTime, skip_locked
 from hub.errors import NotFound, log_failure
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
@@ -334,14 +334,18 @@ def onetap_link(settings, token: str) -> str:
     return f"{settings.public_base_url}/a/{token}"
 
 
-def find_ack_token(session: Session, raw: str, *, lock: bool = False) -> AckToken | None:
-    """The token if it exists and is neither used nor void; None for anything else."""
+def find_ack_token(session: Session, raw: str, *, lock: bool = False, usable: bool = True) -> AckToken | None:
+    """The token if it exists and (``usable``) is neither used nor void; None for anything else.
+
+    ``lock`` takes its row lock and reads it fresh: callers hold the referral's lock first.
+    """
     if not raw or len(raw) > 100:
         return None
-    stmt = sa.select(AckToken).where(AckToken.token_hash == _token_hash(raw), AckToken.used_at.is_(None),
-                                     AckToken.voided_at.is_(None))
+    stmt = sa.select(AckToken).where(AckToken.token_hash == _token_hash(raw))
+    if usable:
+        stmt = stmt.where(AckToken.used_at.is_(None), AckToken.voided_at.is_(None))
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return session.scalar(stmt)
 
 
@@ -385,34 +389,27 @@ def raise_alert(session: Session, *, kind: str, referral_id: str | None, provinc
     return _attach(session, Alert, alert_id, values)
 
 
-def _referral_province(session: Session, referral_id: str | None) -> str | None:
-    if referral_id is None:
-        return None
-    from hub.referrals.models import Referral  # the table only; notify does not use the lifecycle
-
-    return session.scalar(sa.select(Referral.province).where(Referral.id == referral_id))
+FailedHook = Callable[[Session, OutboxMessage, dt.datetime], None]
 
 
-def _message_failed(session: Session, message: OutboxMessage, now: dt.datetime) -> None:
-    """A message ended failed or undelivered: tell coordinators and let the ladder move on."""
-    raise_alert(session, kind="sms_failed", referral_id=message.referral_id,
-                province=_referral_province(session, message.referral_id),
-                dedupe_key=f"sms_failed:{message.id}", now=now)
-    try:
-        # Imported here: escalation imports notify, never the other way round at module level.
-        from hub.escalation.service import delivery_failed
-    except ImportError:
-        # The escalation engine has no delivery_failed yet: the failed row and the
-        # alert are the record it will find; the sweep's own deadline still escalates.
-        log.warning("sms failed message=%s; escalation has no delivery_failed hook", message.id)
+def _message_failed(session: Session, message: OutboxMessage, now: dt.datetime, on_failed: FailedHook | None) -> None:
+    """A message ended failed or undelivered: hand it to the layer that owns its referral.
+
+    ``on_failed`` is given at wiring time by the escalation engine (it raises the
+    coordinators' alert and moves the ladder on); notify itself knows no referral.
+    Without one, the alert is raised here, without a province.
+    """
+    if on_failed is not None:
+        on_failed(session, message, now)
         return
-    delivery_failed(session, message, now)
+    raise_alert(session, kind="sms_failed", referral_id=message.referral_id, province=None,
+                dedupe_key=f"sms_failed:{message.id}", now=now)
 
 
 # -- status changes ----------------------------------------------------------------
 
 
-def advance(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
+def move_status(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
     """Move ``message`` to ``status`` if that is forward (see :data:`_RANK`); True if it moved."""
     if message.status in FINAL or _RANK[status] <= _RANK[message.status]:
         return False
@@ -422,7 +419,7 @@ def advance(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
 
 
 def record_status(session: Session, nonce: str, provider_status: str, now: dt.datetime,
-                  error_code: str | None = None) -> OutboxMessage:
+                  error_code: str | None = None, on_failed: FailedHook | None = None) -> OutboxMessage:
     """A delivery report for the message with this callback nonce. NotFound for an unknown nonce."""
     stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce)
     if session.get_bind().dialect.name == "postgresql":
@@ -431,11 +428,11 @@ def record_status(session: Session, nonce: str, provider_status: str, now: dt.da
     if message is None:
         raise NotFound("no message has this status callback address")
     status = PROVIDER_STATUS.get((provider_status or "").lower())
-    if status is not None and advance(message, status, now):
+    if status is not None and move_status(message, status, now):
         if status in ("failed", "undelivered"):
             message.last_error = f"provider reported {status}" + (f" (error {error_code[:10]})" if error_code else "")
             log.warning("sms %s message=%s error_code=%s", status, message.id, error_code)
-            _message_failed(session, message, now)
+            _message_failed(session, message, now, on_failed)
         session.flush()
     return message
 
@@ -523,9 +520,8 @@ def _record_sent(engine: sa.Engine, claim: _Claim, provider_id: str, now: dt.dat
 
 
 def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.datetime, *, settings,
-          limit: int = 100) -> DrainReport:
+          limit: int = 100, on_failed: FailedHook | None = None) -> DrainReport:
     """Hand up to ``limit`` due messages to ``gateway``; see the module docstring for the guarantees."""
-    all_models()  # a bare `hub sms drain` has imported no other domain: the foreign keys need their tables
     claims, reclaimed = _claim(session_factory, now, limit)
     if not claims:
         return DrainReport(reclaimed=reclaimed)
@@ -569,16 +565,16 @@ def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.d
                 log.warning("sms failed message=%s attempts=%d retryable=%s", claim.id, claim.attempts,
                             error.retryable)
                 session.flush()
-                _message_failed(session, message, now)
+                _message_failed(session, message, now, on_failed)
     return DrainReport(sent=sent, retried=retried, failed=failed, reclaimed=reclaimed)
 
 
 def drain_all(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.datetime, *, settings,
-              limit: int = 100) -> DrainReport:
+              limit: int = 100, on_failed: FailedHook | None = None) -> DrainReport:
     """Drain until nothing is due at ``now``; the sum of the reports."""
     total = DrainReport()
     while True:
-        report = drain(session_factory, gateway, now, settings=settings, limit=limit)
+        report = drain(session_factory, gateway, now, settings=settings, limit=limit, on_failed=on_failed)
         total = DrainReport(*(a + b for a, b in zip(
             (total.sent, total.retried, total.failed, total.reclaimed),
             (report.sent, report.retried, report.failed, report.reclaimed))))

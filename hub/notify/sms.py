@@ -26,7 +26,7 @@ TWO_SEGMENTS_GSM7 = 2 * GSM7_PART  # 306
 TWO_SEGMENTS_UCS2 = 2 * UCS2_PART  # 134
 
 DEFAULT_LANG = "en"
-LANGS = ("en", "km")
+from hub.vocabulary import LANGUAGES as LANGS  # noqa: E402
 
 # Values the templates turn into words, per template; anything else is a caller's mistake.
 URGENCIES = frozenset({"urgent", "normal"})
@@ -35,6 +35,8 @@ CHOICES: Mapping[str, Mapping[str, frozenset[str]]] = {
     "escalated": {"urgency": URGENCIES},
     "alert": {"reason_code": frozenset({"overdue", "sms_failed", "no_contact"})},
     "reply_ok": {"action": frozenset({"acknowledge", "accept", "decline", "beds"})},
+    "reply_already": {"state": frozenset({"acknowledged", "accepted", "declined", "in_care", "closed", "withdrawn",
+                                          "failed"})},
 }
 
 # The values each template may use; a test holds the files to this list.
@@ -50,6 +52,7 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "alert": frozenset({"code", "reason_code"}),
     "reply_help": frozenset(),
     "reply_ok": frozenset({"code", "action"}),
+    "reply_already": frozenset({"code", "state", "by"}),
     "reply_neutral": frozenset(),
     "reply_error": frozenset(),
 }

@@ -16,8 +16,23 @@ from functools import cached_property
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import ed25519, mlkem, x25519
 
-from .encoding import b64u_decode, b64u_encode, compact_json, is_agency_id, is_kid, is_utc_time, strict_json_loads, utc_now
-from .errors import KeyBundleError, MalformedKeyRing, MalformedPacket, NoSealKey, UnknownKey
+from .encoding import (
+    b64u_decode,
+    b64u_encode,
+    compact_json,
+    is_agency_id,
+    is_kid,
+    is_utc_time,
+    strict_json_loads,
+    utc_now,
+)
+from .errors import (
+    KeyBundleError,
+    MalformedKeyRing,
+    MalformedPacket,
+    NoSealKey,
+    UnknownKey,
+)
 
 SIGN_ALG = "Ed25519"
 SEAL_ALG = "MLKEM768-X25519"

@@ -10,7 +10,14 @@ import hashlib
 
 from .encoding import b64u_encode, compact_json
 from .keys import KeyRing, PublicKey
-from .wire import INFO_CONTEXT, INNER_CONTEXT, OUTER_CONTEXT, SUITE, _wire_bytes, build_header
+from .wire import (
+    INFO_CONTEXT,
+    INNER_CONTEXT,
+    OUTER_CONTEXT,
+    SUITE,
+    _wire_bytes,
+    build_header,
+)
 
 # Argon2id parameters small enough for fast tests; never use them for real key rings.
 FAST_KDF_PARAMS = {"iterations": 1, "memory_kib": 64, "lanes": 1}

@@ -7,9 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base, JSONText, UTCDateTime
-
-OPEN_STATES = ("sent", "acknowledged", "accepted", "in_care")
-FINAL_STATES = ("declined", "closed", "withdrawn", "failed")
+from hub.vocabulary import FINAL_STATES, OPEN_STATES  # noqa: F401  (the states, defined once)
 
 
 class Referral(Base):

@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,21 +17,25 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
-from hub import packets
-from hub.accounts import access
+from hub import access, packets
+from hub.accounts import service as accounts
 from hub.audit.service import record as audit
+from hub.clock import rfc3339
 from hub.config import Policy, Settings
-from hub.directory.models import Agency
+from hub.db import retry_transient
+from hub.directory.models import Agency, Contact
 from hub.directory.service import public_bundle
-from hub.errors import BadInput, Conflict, Invalid, NotFound
-from hub.escalation.service import CLOCK_FOR_STATE, start_clock
-from hub.referrals.models import FINAL_STATES, IdempotencyRecord, Referral, ReferralEvent, ReferralPacket
+from hub.errors import BadInput, Conflict, Forbidden, Invalid, NotFound
+from hub.notify import service as notify
+from hub.referrals.clocks import CLOCK_FOR_STATE, start_clock
+from hub.referrals.models import (
+    IdempotencyRecord,
+    Referral,
+    ReferralEvent,
+    ReferralPacket,
+)
+from hub.vocabulary import FINAL_STATES, NEEDS, OUTCOMES, PROVINCES, URGENCIES
 
-NEEDS = ("shelter", "medical", "psychosocial", "legal", "repatriation", "family_tracing", "interpreter")
-URGENCIES = ("urgent", "normal")
-OUTCOMES = ("reintegrated", "repatriated", "transferred", "left_care", "other")
-# ISO 3166-2:KH: the 25 provinces and Phnom Penh.
-PROVINCES = tuple(f"KH-{n}" for n in range(1, 26))
 CODE_ALPHABET = "23456789CDFGHJKMNPQRTVWXY"
 REASON_MAX = 500
 
@@ -228,8 +233,6 @@ def create(session: Session, principal: access.Principal, sub: Submission, *, se
 
 
 def _new_code(session: Session) -> str:
-    import secrets
-
     for _ in range(50):
         code = "R-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(4))
         if session.scalar(sa.select(Referral.id).where(Referral.open_code == code)) is None:
@@ -237,32 +240,86 @@ def _new_code(session: Session) -> str:
     raise Conflict("could not find a free reference code; close old referrals or try again", code="codes_exhausted")
 
 
+def _locked(session: Session, referral_id: str) -> Referral | None:
+    """The referral row, locked (``FOR UPDATE`` on PostgreSQL) and read fresh from the database.
+
+    ``populate_existing`` matters: without it a referral already in the session (loaded
+    unlocked a moment before) comes back as that stale copy, and a state check on it lets
+    two answers both win. On SQLite the transaction holds the database's write lock.
+    """
+    return session.scalar(sa.select(Referral).where(Referral.id == referral_id).with_for_update()
+                          .execution_options(populate_existing=True))
+
+
 def get_for(session: Session, principal: access.Principal, referral_id: str, *, lock: bool = False) -> Referral:
     """The referral if the principal's agency sends or receives it; NotFound otherwise (no existence oracle)."""
     if not is_referral_id(referral_id):
         raise NotFound("no such referral")
-    stmt = sa.select(Referral).where(Referral.id == referral_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    referral = session.scalar(stmt)
+    referral = _locked(session, referral_id) if lock else session.get(Referral, referral_id)
     if referral is None:
         raise NotFound("no such referral")
     access.require(principal, "referral.view", referral=referral)
     return referral
 
 
+def coordinator_scope(session: Session, principal: access.Principal) -> tuple[bool, str | None]:
+    """(national, province) of a coordinator: the province of their committee; none means national."""
+    agency = session.get(Agency, principal.agency_id) if principal.agency_id else None
+    province = agency.province if agency is not None else None
+    return province is None, province
+
+
+def in_coordinator_scope(stmt: sa.Select, national: bool, province: str | None) -> sa.Select:
+    """Narrow a SELECT over referrals to a coordinator's scope: the province of the receiving agency."""
+    if national:
+        return stmt
+    recipient_province = sa.select(Agency.province).where(Agency.id == Referral.to_agency_id).scalar_subquery()
+    return stmt.where(recipient_province == province)
+
+
+def view_for(session: Session, principal: access.Principal, referral_id: str) -> tuple[Referral, bool]:
+    """A referral as its page shows it: (referral, is_party).
+
+    The sender and recipient agencies see it whole (``is_party``); a coordinator sees the
+    metadata of a referral in their scope; anyone else gets NotFound, whether it exists or not.
+    """
+    if access.allowed(principal, "escalations.view"):
+        if not is_referral_id(referral_id):
+            raise NotFound("no such referral")
+        national, province = coordinator_scope(session, principal)
+        referral = session.scalar(in_coordinator_scope(sa.select(Referral).where(Referral.id == referral_id),
+                                                       national, province))
+        if referral is None:
+            raise NotFound("no such referral")
+        return referral, False
+    return get_for(session, principal, referral_id), True
+
+
 def transition(session: Session, principal: access.Principal, referral_id: str, name: str, *, now: dt.datetime,
                reason: str | None = None, outcome: str | None = None, note: str | None = None,
                notifier: Notifier | None = None) -> Referral:
-    """Move a referral along the lifecycle table; anything else is a 409."""
+    """Move a referral along the lifecycle table; anything else is a 409.
+
+    Every face calls this one function. It locks the referral row first and reads its
+    state fresh, so of two answers at the same moment exactly one wins and the other gets
+    the 409; the notifier then touches tokens and the outbox, always in that order
+    (referral, tokens, outbox: ARCHITECTURE.md "Locks and races"). A deadlock or
+    serialization failure is retried here a few times, then reported as 503.
+    """
+    return retry_transient(session, lambda: _transition(session, principal, referral_id, name, now=now,
+                                                        reason=reason, outcome=outcome, note=note,
+                                                        notifier=notifier))
+
+
+def _transition(session: Session, principal: access.Principal, referral_id: str, name: str, *, now: dt.datetime,
+                reason: str | None, outcome: str | None, note: str | None, notifier: Notifier | None) -> Referral:
     t = TRANSITIONS[name]
     referral = get_for(session, principal, referral_id, lock=True)
     action = {"sender": "referral.withdraw"}.get(t.side, "referral.acknowledge" if name == "acknowledge"
                                                  else "referral.decide")
     access.require(principal, action, referral=referral)
     if referral.status not in t.sources:
-        raise Conflict(f"cannot {name.replace('_', ' ')} a referral that is {referral.status}"
-                       f" (allowed from: {', '.join(t.sources)})", code="wrong_state")
+        raise AlreadyAnswered(referral, name, answered_by(session, referral))
     if t.needs == "reason":
         reason = (reason or "").strip()
         if not reason:
@@ -300,6 +357,148 @@ def transition(session: Session, principal: access.Principal, referral_id: str, 
     return referral
 
 
+class AlreadyAnswered(Conflict):
+    """The referral is no longer in a state this action can start from: someone else answered first.
+
+    Every face shows the same refusal: a 409 in the API, a reply in the contact's language
+    by SMS, a page for a one-tap link. ``by`` is the agency whose answer moved it on.
+    """
+
+    code = "wrong_state"
+
+    def __init__(self, referral: Referral, name: str, by: Agency | None):
+        t = TRANSITIONS[name]
+        who = f" by {by.id}" if by is not None and referral.status != "withdrawn" else ""
+        super().__init__(f"{referral.code} was already {referral.status.replace('_', ' ')}{who}; it cannot be "
+                         f"{_PAST[name]} now (allowed from: {', '.join(t.sources)})")
+        self.referral = referral
+        self.state = referral.status
+        self.by = by
+
+
+_PAST = {"acknowledge": "acknowledged", "accept": "accepted", "decline": "declined", "start_care": "put in care",
+         "close": "closed", "fail": "marked failed", "withdraw": "withdrawn"}
+
+
+def answered_by(session: Session, referral: Referral) -> Agency | None:
+    """The agency whose answer took the referral out of ``sent``: the recipient, or a sender who withdrew."""
+    agency_id = session.scalar(
+        sa.select(ReferralEvent.actor_agency_id)
+        .where(ReferralEvent.referral_id == referral.id, ReferralEvent.state != "sent")
+        .order_by(ReferralEvent.id).limit(1))
+    return session.get(Agency, agency_id) if agency_id else None
+
+
+@dataclass(frozen=True)
+class TapResult:
+    """What a one-tap POST did: ``state`` is "acknowledged", "taken" (someone answered first) or
+    "not_allowed"; ``referral`` and ``contact`` are what the page shows."""
+
+    state: str
+    referral: Referral
+    contact: Any
+    by: Agency | None = None
+
+
+def tapped(session: Session, raw_token: str) -> TapResult | None:
+    """What a one-tap link's GET shows, changing nothing.
+
+    None for a link the hub never sent (or to a contact no longer active). A link that
+    was sent but whose referral has moved on (answered through any face, which also
+    voids the link) shows who answered: the person holding it was texted about it.
+    """
+    token = notify.find_ack_token(session, raw_token, usable=False)
+    if token is None:
+        return None
+    referral = session.get(Referral, token.referral_id)
+    contact = session.get(Contact, token.contact_id)
+    if referral is None or contact is None or not contact.active:
+        return None
+    if token.used_at or token.voided_at or referral.status != "sent" or referral.clock != token.clock:
+        return TapResult("taken", referral, contact, answered_by(session, referral))
+    return TapResult("open", referral, contact)
+
+
+def acknowledge_by_token(session: Session, raw_token: str, *, now: dt.datetime,
+                         notifier: Notifier | None = None) -> TapResult | None:
+    """A one-tap link's POST: acknowledge as the token's contact, once; None for an unusable link.
+
+    Locks in the hub's one order: the referral (fresh), then the token, then (through the
+    notifier) the other tokens and the outbox.
+    """
+    return retry_transient(session, lambda: _acknowledge_by_token(session, raw_token, now=now, notifier=notifier))
+
+
+def _acknowledge_by_token(session: Session, raw_token: str, *, now: dt.datetime,
+                          notifier: Notifier | None) -> TapResult | None:
+    first = notify.find_ack_token(session, raw_token, usable=False)
+    if first is None:
+        return None
+    referral = _locked(session, first.referral_id)
+    token = notify.find_ack_token(session, raw_token, lock=True)
+    contact = session.get(Contact, first.contact_id)
+    if referral is None or contact is None or not contact.active:
+        return None
+    if token is None or referral.status != "sent" or referral.clock != token.clock:
+        # Someone was quicker (a colleague's reply, the web, another tap): change nothing.
+        return TapResult("taken", referral, contact, answered_by(session, referral))
+    principal = accounts.contact_principal(contact)
+    try:
+        with session.begin_nested():
+            _transition(session, principal, referral.id, "acknowledge", now=now, reason=None, outcome=None,
+                        note=None, notifier=notifier)
+    except AlreadyAnswered as exc:
+        return TapResult("taken", referral, contact, exc.by)
+    except (Forbidden, NotFound):
+        return TapResult("not_allowed", referral, contact)
+    notify.use_ack_token(session, token, now)
+    audit(session, at=now, actor=principal.display, action="onetap.used", referral_id=referral.id,
+          detail={"clock": token.clock})
+    return TapResult("acknowledged", referral, contact)
+
+
+@dataclass(frozen=True)
+class SmsAnswer:
+    """What an SMS command about a referral came to. ``outcome``: "done", "already" (the referral is past
+    this action; ``state`` and ``by`` say how), "unknown_code", "not_allowed" or "invalid"."""
+
+    outcome: str
+    contact: Any = None
+    referral: Referral | None = None
+    state: str | None = None
+    by: Agency | None = None
+
+
+def answer_by_code(session: Session, contacts: list, code: str, name: str, *, now: dt.datetime,
+                   reason: str | None = None, notifier: Notifier | None = None) -> SmsAnswer:
+    """An SMS command (ACK, ACCEPT, DECLINE) from a phone that is these contacts, about reference ``code``.
+
+    Only a referral addressed to one of the contacts' agencies is found; anything else is
+    "unknown_code", so a reply never tells whether a referral exists.
+    """
+    by_agency = {c.agency_id: c for c in contacts}
+    # Codes are unique among open referrals; a closed one may share its code with an older one.
+    referral = session.scalar(
+        sa.select(Referral)
+        .where(Referral.code == code, Referral.to_agency_id.in_(by_agency))
+        .order_by(Referral.open_code.is_(None), Referral.created_at.desc())
+        .limit(1))
+    if referral is None:
+        return SmsAnswer("unknown_code")
+    contact = by_agency[referral.to_agency_id]
+    try:
+        with session.begin_nested():  # a refused command leaves nothing behind
+            done = transition(session, accounts.contact_principal(contact), referral.id, name, now=now,
+                              reason=reason, notifier=notifier)
+    except AlreadyAnswered as exc:
+        return SmsAnswer("already", contact, exc.referral, exc.state, exc.by)
+    except (Forbidden, NotFound):
+        return SmsAnswer("not_allowed", contact, referral)
+    except (BadInput, Invalid):
+        return SmsAnswer("invalid", contact, referral)
+    return SmsAnswer("done", contact, done)
+
+
 def list_for(session: Session, principal: access.Principal, *, box: str, status: str | None = None,
              limit: int = 50, offset: int = 0) -> list[Referral]:
     if box not in ("inbox", "sent"):
@@ -327,8 +526,6 @@ def packet_for(session: Session, principal: access.Principal, referral: Referral
 
 
 def _time(value: dt.datetime | None) -> str | None:
-    from hub.clock import rfc3339
-
     return rfc3339(value) if value else None
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from hub.accounts import access
+from hub import access
 from hub.accounts import service as accounts
-from hub.context import current, db
-from hub.directory.service import CONTACT_ROLES
+from hub.faces import current, db
+from hub.vocabulary import CONTACT_ROLES
 from hub.errors import HubError
 from hub.web import forms, i18n
 from hub.web.common import member, page, web_bp

@@ -11,10 +11,10 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
 from hub import packets
-from hub.accounts import access
+from hub import access
 from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE
-from hub.context import current, db
+from hub.faces import current, db
 from hub.directory import service as directory
 from hub.errors import HubError, Unauthenticated
 from hub.web import geo, i18n

@@ -12,7 +12,7 @@ from pathlib import Path
 from flask import Flask, g, request
 from flask_babel import Babel, format_datetime, format_timedelta, get_locale, gettext, lazy_gettext
 
-from hub.context import current
+from hub.faces import current
 from hub.web import forms
 
 LANGS = ("en", "km")

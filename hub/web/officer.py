@@ -18,9 +18,9 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from hub import packets
-from hub.accounts import access
+from hub import access
 from hub.clock import rfc3339
-from hub.context import current, db
+from hub.faces import current, db
 from hub.directory import service as directory
 from hub.errors import BadInput, HubError, NotFound
 from hub.referrals import service as referrals

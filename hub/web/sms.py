@@ -20,13 +20,15 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, abort, render_template, request
 from twilio.twiml.messaging_response import MessagingResponse
 
-from hub.audit.service import record as audit
-from hub.context import current, db
-from hub.errors import Conflict, Forbidden, NotFound
-from hub.web import sms_replies as inbound
+from hub.directory.models import Agency
+from hub.errors import Forbidden
+from hub.faces import current, db
 from hub.notify.models import OutboxMessage
-from hub.notify.service import find_ack_token, record_status, use_ack_token, void_ack_tokens
+from hub.notify.service import record_status
 from hub.notify.signatures import validate_twilio_request
+from hub.referrals import service as referrals
+from hub.vocabulary import DEFAULT_LANGUAGE, LANGUAGES
+from hub.web import sms_replies
 
 log = logging.getLogger("hub.notify")
 
@@ -74,8 +76,8 @@ def inbound_sms():
     _check_signature("sms")
     ctx = current()
     session = db()
-    reply = inbound.handle_sms(session, from_phone=request.form.get("From"), body=request.form.get("Body"),
-                               now=ctx.clock.now(), settings=ctx.settings, notifier=ctx.notifier)
+    reply = sms_replies.handle_sms(session, from_phone=request.form.get("From"), body=request.form.get("Body"),
+                                   now=ctx.clock.now(), notifier=ctx.notifier)
     session.commit()
     return _twiml(reply.text(ctx.settings.templates_dir / "sms"))
 
@@ -86,7 +88,8 @@ def status_callback(nonce: str):
     ctx = current()
     session = db()
     status = request.form.get("MessageStatus") or request.form.get("SmsStatus") or ""
-    record_status(session, nonce, status, ctx.clock.now(), error_code=request.form.get("ErrorCode"))
+    record_status(session, nonce, status, ctx.clock.now(), error_code=request.form.get("ErrorCode"),
+                  on_failed=ctx.on_delivery_failed)
     session.commit()
     return Response(status=204)
 
@@ -113,92 +116,36 @@ def _invalid():
     return render_template("web/onetap_invalid.html", lang="km"), 404
 
 
-def _page(name: str, token, referral, contact, **extra):
-    from hub.directory.models import Agency
-
+def _page(name: str, token: str, tap: referrals.TapResult, **extra):
+    referral, contact = tap.referral, tap.contact
     sender = db().get(Agency, referral.from_agency_id)
-    lang = contact.lang if contact.lang in ("en", "km") else "km"
+    lang = contact.lang if contact.lang in LANGUAGES else DEFAULT_LANGUAGE
     return render_template(f"web/{name}.html", lang=lang, token=token, code=referral.code,
                            urgency=referral.urgency, sender=sender, **extra)
-
-
-def _taken_by(referral):
-    """The agency that acknowledged the referral (the recipient, or a coordinator who took it)."""
-    from hub.directory.models import Agency
-    from hub.referrals.models import ReferralEvent
-
-    agency_id = db().scalar(
-        sa.select(ReferralEvent.actor_agency_id)
-        .where(ReferralEvent.referral_id == referral.id,
-               ReferralEvent.state.in_(("acknowledged", "accepted", "declined")))
-        .order_by(ReferralEvent.id).limit(1)) or referral.to_agency_id
-    return db().get(Agency, agency_id)
-
-
-def _load(raw: str, *, lock: bool = False):
-    """(token, referral, contact) for a usable token, else None."""
-    from hub.directory.models import Contact
-    from hub.referrals.models import Referral
-
-    session = db()
-    token = find_ack_token(session, raw, lock=lock and session.get_bind().dialect.name == "postgresql")
-    if token is None:
-        return None
-    referral = session.get(Referral, token.referral_id)
-    contact = session.get(Contact, token.contact_id)
-    if referral is None or contact is None or not contact.active:
-        return None
-    return token, referral, contact
-
-
-def _still_open(token, referral) -> bool:
-    return referral.status == "sent" and referral.clock == token.clock
 
 
 @notify_bp.get("/a/<token>")
 def onetap(token: str):
     """The confirmation page: shows code, urgency and sender, and changes nothing (link previews GET)."""
-    found = _load(token)
-    if found is None:
+    tap = referrals.tapped(db(), token)
+    if tap is None:
         return _invalid()
-    ack, referral, contact = found
-    if not _still_open(ack, referral):
-        return _page("onetap_done", token, referral, contact, state="taken", by=_taken_by(referral))
-    return _page("onetap_confirm", token, referral, contact)
+    if tap.state == "taken":
+        return _page("onetap_done", token, tap, state="taken", by=tap.by)
+    return _page("onetap_confirm", token, tap)
 
 
 @notify_bp.post("/a/<token>")
 def onetap_acknowledge(token: str):
     """Acknowledge as the token's contact, once. The token itself is the capability and is single use."""
-    from hub.referrals import service as referrals
-
     ctx = current()
     session = db()
-    found = _load(token, lock=True)
-    if found is None:
-        return _invalid()
-    ack, referral, contact = found
-    if not _still_open(ack, referral):
-        return _page("onetap_done", token, referral, contact, state="taken", by=_taken_by(referral))
-    now = ctx.clock.now()
-    if not use_ack_token(session, ack, now):
+    tap = referrals.acknowledge_by_token(session, token, now=ctx.clock.now(), notifier=ctx.notifier)
+    if tap is None:
         session.rollback()
         return _invalid()
-    try:
-        with session.begin_nested():
-            referrals.transition(session, inbound.contact_principal(contact), referral.id, "acknowledge", now=now,
-                                 notifier=ctx.notifier)
-    except Conflict:
-        session.rollback()  # someone else was quicker: change nothing, not even the token
-        return _page("onetap_done", token, referral, contact, state="taken", by=_taken_by(referral))
-    except (Forbidden, NotFound):
-        session.rollback()
-        return _page("onetap_done", token, referral, contact, state="not_allowed")
-    void_ack_tokens(session, referral.id, now)
-    audit(session, at=now, actor=f"contact:{contact.id}", action="onetap.used", referral_id=referral.id,
-          detail={"clock": ack.clock})
     session.commit()
-    return _page("onetap_done", token, referral, contact, state="acknowledged")
+    return _page("onetap_done", token, tap, state=tap.state, by=tap.by)
 
 
 # -- the demo's phone -------------------------------------------------------------------

@@ -12,14 +12,14 @@ from flask import abort, current_app, flash, g, redirect, render_template, reque
 from flask_babel import gettext as _
 
 from hub import packets
-from hub.accounts import access
+from hub import access
 from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE
-from hub.context import current, db
+from hub.faces import current, db
 from hub.directory import service as directory
 from hub.errors import HubError, NotFound
 from hub.referrals import service as referrals
-from hub.referrals.models import OPEN_STATES, Referral
+from hub.vocabulary import OPEN_STATES
 from hub.web import admin, forms, i18n, officer  # noqa: F401  (admin and officer add their pages to web_bp)
 from hub.web.common import PAGE_SIZE, _set_cookie, agency_name, member, page, refused, safe_next, web_bp
 from hub.web.messages import say
@@ -211,15 +211,10 @@ def _referral_page(referral_id: str, *, error: str | None = None, status: int = 
     m = member()
     ctx = current()
     session = db()
-    if m.principal.is_coordinator:
-        # Coordinators see metadata only, for the referrals escalated to them.
-        access.require(m.principal, "escalations.view")
-        referral = session.get(Referral, referral_id) if referrals.is_referral_id(referral_id) else None
-        if referral is None:
-            raise NotFound("no such referral")
+    referral, is_party = referrals.view_for(session, m.principal, referral_id)
+    if not is_party:  # a coordinator: metadata only
         return render_template("web/referral.html", r=referral, body=None, photos=[], actions=[], forms={},
                                previous=None, error=error, packet_error=None), status
-    referral = referrals.get_for(session, m.principal, referral_id)
     body, packet_error = None, None
     try:
         body = referrals.open_for_member(session, m.principal, m.ring, referral, now=ctx.clock.now(),
@@ -315,8 +310,7 @@ def beds():
     error = None
     if form.validate_on_submit():
         try:
-            access.require(m.principal, "capacity.set", agency_id=agency.id)
-            directory.set_capacity(db(), agency.id, form.beds.data, actor=m.principal.display, clock=current().clock)
+            directory.set_capacity(db(), m.principal, agency.id, form.beds.data, clock=current().clock)
             db().commit()
             flash(_("Saved: %(beds)s free beds.", beds=form.beds.data), "ok")
             return redirect(url_for("web.beds"))

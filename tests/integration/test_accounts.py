@@ -27,7 +27,7 @@ def enrolled(db, settings, clock):
     """The directory loaded; pp-shelter-a enrolled. Returns (sessions, ring, recovery code)."""
     with session_scope(db) as s:
         directory.sync_agencies(s, settings.agencies_dir, clock)
-        ring, code = directory.enroll_agency(s, "pp-shelter-a", clock=clock, keys_dir=settings.keys_dir,
+        ring, code = accounts.enroll_agency(s, "pp-shelter-a", clock=clock, keys_dir=settings.keys_dir,
                                              kdf_params=FAST_KDF)
     return db, ring, code
 
@@ -48,8 +48,12 @@ def _member(sessions, clock, ring, username="shelter.worker"):
 
 
 def _login(sessions, clock, username="shelter.worker", password=PASSWORD):
-    with session_scope(sessions) as s:
-        return accounts.login(s, username, password, clock=clock, lifetime=LIFETIME)
+    """As the sign-in page does: the unit of work is committed whether the attempt fails or not."""
+    with sessions() as s:
+        try:
+            return accounts.login(s, username, password, clock=clock, lifetime=LIFETIME)
+        finally:
+            s.commit()
 
 
 def _login_error(sessions, clock, username, password) -> Unauthenticated:
@@ -201,7 +205,8 @@ def test_four_failures_then_success_resets_the_count(enrolled, clock):
     _login(sessions, clock)
     for _ in range(4):
         _login_error(sessions, clock, "shelter.worker", "not the password")
-    _login(sessions, clock)  # not locked: the success in between reset the count
+    cookie, principal, _ring = _login(sessions, clock)  # not locked: the success in between reset the count
+    assert cookie and principal.user_id is not None
 
 
 # --- sessions ------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from hub.cli import main
 from hub.clock import SystemClock
 from hub.db import make_engine, make_sessionmaker, session_scope
 from hub.directory.models import Agency, AgencyKey, Contact
+from tests.instance import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,13 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def instance(tmp_path):
     """A config.toml whose instance/ and keys/ live in tmp_path; returns (config path, env, tmp_path)."""
-    text = (ROOT / "config.toml").read_text()
-    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "instance"}"')
-    text = text.replace('keys = "keys"', f'keys = "{tmp_path / "keys"}"')
-    text = text.replace('agencies = "agencies"', f'agencies = "{ROOT / "agencies"}"')
-    text = text.replace('templates = "templates"', f'templates = "{ROOT / "templates"}"')
-    config = tmp_path / "config.toml"
-    config.write_text(text)
+    config = write_config(tmp_path)
     env = {"HUB_DATABASE_URL": f"sqlite:///{tmp_path / 'hub.sqlite3'}", "HUB_SECRET_KEY": "k" * 48,
            "HUB_CONFIG": None, "HUB_RECOVERY_CODE": None, "HUB_KEYRING_PASSPHRASE": None}
     return config, env, tmp_path
@@ -207,7 +202,7 @@ def test_enrolling_an_enrolled_agency_is_refused(instance, sessions):
 def test_enroll_with_export(instance, sessions, tmp_path):
     _config, env, _ = instance
     # sync only, so the agency has no keys yet
-    from hub.db import create_all
+    from hub.models import create_all
 
     engine = make_engine(env["HUB_DATABASE_URL"])
     create_all(engine)

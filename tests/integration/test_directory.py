@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub import packets
+from hub.access import SYSTEM, Principal
 from hub.accounts import service as accounts
 from hub.accounts.models import WrappedKeyRing
 from hub.audit.models import AuditEntry
@@ -21,6 +22,9 @@ from hub.phones import InvalidPhone
 from tests.factories import FAST_KDF
 
 ROOT = Path(__file__).resolve().parents[2]
+
+SHELTER_SYSTEM = Principal(kind="token", agency_id="pp-shelter-a", role=SYSTEM, token_id=1, agency_kind="shelter",
+                           province="KH-12")
 
 
 @pytest.fixture
@@ -90,7 +94,7 @@ def test_sync_stores_phones_as_e164(db, agencies_dir, clock):
 def test_sync_keeps_free_beds_of_a_known_shelter(db, agencies_dir, clock):
     _sync(db, agencies_dir, clock)
     with session_scope(db) as s:
-        directory.set_capacity(s, "pp-shelter-a", 3, actor="test", clock=clock)
+        directory.set_capacity(s, SHELTER_SYSTEM, "pp-shelter-a", 3, clock=clock)
     _sync(db, agencies_dir, clock)
     with session_scope(db) as s:
         assert directory.get_agency(s, "pp-shelter-a").beds_available == 3
@@ -221,7 +225,7 @@ def test_adding_a_contact_to_an_unknown_agency_is_not_found(synced, clock):
 def test_capacity_stays_within_the_shelters_beds(synced, clock, beds, ok):
     if ok:
         with session_scope(synced) as s:
-            directory.set_capacity(s, "pp-shelter-a", beds, actor="token:1", clock=clock)
+            directory.set_capacity(s, SHELTER_SYSTEM, "pp-shelter-a", beds, clock=clock)
         with session_scope(synced) as s:
             assert directory.get_agency(s, "pp-shelter-a").beds_available == beds
             entry = s.scalars(sa.select(AuditEntry).where(AuditEntry.action == "capacity.set")).one()
@@ -229,7 +233,7 @@ def test_capacity_stays_within_the_shelters_beds(synced, clock, beds, ok):
     else:
         with pytest.raises(Invalid, match="0 to 12"):
             with session_scope(synced) as s:
-                directory.set_capacity(s, "pp-shelter-a", beds, actor="token:1", clock=clock)
+                directory.set_capacity(s, SHELTER_SYSTEM, "pp-shelter-a", beds, clock=clock)
         with session_scope(synced) as s:
             assert directory.get_agency(s, "pp-shelter-a").beds_available == 12
             assert s.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == 0
@@ -238,7 +242,7 @@ def test_capacity_stays_within_the_shelters_beds(synced, clock, beds, ok):
 def test_capacity_must_be_a_whole_number(synced, clock):
     with pytest.raises(BadInput):
         with session_scope(synced) as s:
-            directory.set_capacity(s, "pp-shelter-a", True, actor="hub", clock=clock)
+            directory.set_capacity(s, SHELTER_SYSTEM, "pp-shelter-a", True, clock=clock)
 
 
 def test_coordinators_by_province_and_national(synced):
@@ -255,7 +259,7 @@ def test_coordinators_by_province_and_national(synced):
 
 def _enroll(sessions, settings, clock, agency="pp-shelter-a"):
     with session_scope(sessions) as s:
-        return directory.enroll_agency(s, agency, clock=clock, keys_dir=settings.keys_dir, kdf_params=FAST_KDF)
+        return accounts.enroll_agency(s, agency, clock=clock, keys_dir=settings.keys_dir, kdf_params=FAST_KDF)
 
 
 def test_enrolment_writes_the_bundle_file_and_stores_public_keys_only(synced, settings, clock):

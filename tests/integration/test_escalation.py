@@ -20,6 +20,7 @@ from hub.db import session_scope
 from hub.directory.models import Contact
 from hub.escalation.notifier import LadderNotifier
 from hub.escalation.service import sweep, sweep_batch
+from hub.escalation import service as escalation
 from hub.notify import service as notify
 from hub.notify.models import AckToken, Alert, OutboxMessage
 from hub.referrals.models import Referral
@@ -297,7 +298,7 @@ def test_the_arrive_clock_escalates_a_victim_who_never_reached_the_shelter(db, c
 
 def _report(db, nonce: str, status: str, now: dt.datetime) -> None:
     with session_scope(db) as s:
-        notify.record_status(s, nonce, status, now, error_code="30003")
+        notify.record_status(s, nonce, status, now, error_code="30003", on_failed=escalation.delivery_failed)
 
 
 def test_an_undelivered_text_of_the_current_step_moves_the_ladder_on(db, submit, settings, clock):

@@ -18,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 
 from hub.clock import FixedClock, rfc3339
-from hub.config import load_settings
 from hub.db import make_engine, make_sessionmaker, session_scope
 from hub.directory import service as directory
 from hub.escalation.service import deadline, sweep
@@ -26,6 +25,7 @@ from hub.notify.models import AckToken, Alert, OutboxMessage
 from hub.referrals.models import Referral
 from tests.conftest import ROOT, T0
 from tests.dbreset import empty_postgres
+from tests.instance import make_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -70,13 +70,7 @@ time.sleep(600)
 def pg(tmp_path, pg_url, _pg_engine):
     """Settings and sessions on an emptied PostgreSQL test database, with the demo directory loaded."""
     empty_postgres(_pg_engine)
-    cfg = tmp_path / "config.toml"
-    text = (ROOT / "config.toml").read_text()
-    text = text.replace('instance_dir = "instance"', f'instance_dir = "{tmp_path / "instance"}"')
-    text = text.replace('agencies = "agencies"', f'agencies = "{ROOT / "agencies"}"')
-    text = text.replace('templates = "templates"', f'templates = "{ROOT / "templates"}"')
-    cfg.write_text(text)
-    settings = load_settings(cfg, env={"HUB_DATABASE_URL": pg_url, "HUB_SECRET_KEY": "t" * 48})
+    settings = make_settings(tmp_path, pg_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as s:

@@ -201,12 +201,13 @@ def test_khmer_reply_acknowledges_and_answers_in_khmer(client, db, settings, fak
     assert audit(db, "sms.command")[0].actor == f"contact:{contact}"
 
 
-def test_ack_twice_says_it_is_done_and_changes_nothing_more(client, db, fake_twilio, contacts, submit):
+def test_ack_twice_says_who_acknowledged_it_and_changes_nothing_more(client, db, fake_twilio, contacts, submit):
     ref = submit()
-    text(client, fake_twilio, SHELTER_A_PHONE, f"ACK {ref['code']}")
+    first = text(client, fake_twilio, SHELTER_A_PHONE, f"ACK {ref['code']}")
     again = text(client, fake_twilio, SHELTER_A_PHONE, f"ACK {ref['code']}")
 
-    assert replies(again) == [f"Thank you. {ref['code']} is acknowledged."]
+    assert replies(first) == [f"Thank you. {ref['code']} is acknowledged."]
+    assert replies(again) == [f"refhub: {ref['code']} was already acknowledged by Hope Shelter A. Nothing was changed."]
     assert len(audit(db, "referral.acknowledged")) == 1
     assert [e.detail["outcome"] for e in audit(db, "sms.command")] == ["done", "already"]
 
@@ -272,15 +273,16 @@ def test_officer_contact_cannot_accept_by_sms(client, db, settings, fake_twilio,
     assert status_of(db, ref["id"]) == "sent"
 
 
-def test_own_referral_in_a_final_state_gets_the_neutral_reply(client, db, settings, fake_twilio, network, contacts,
-                                                              submit):
+def test_own_referral_in_a_final_state_is_said_to_be_over(client, db, settings, fake_twilio, network, contacts,
+                                                          submit):
     ref = submit()
     withdrawn = client.post(f"/api/v1/referrals/{ref['id']}/withdraw", json={"reason": "family found"},
                             headers=network.headers("pp-ahtjp"))
     assert withdrawn.status_code == 200
     response = text(client, fake_twilio, SHELTER_A_PHONE, f"ACK {ref['code']}")
 
-    assert replies(response) == [reply_text(settings, "reply_neutral", "en")]
+    assert replies(response) == [reply_text(settings, "reply_already", "en", code=ref["code"], state="withdrawn",
+                                            by="PP AHTJP")]
     assert status_of(db, ref["id"]) == "withdrawn"
 
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hub.accounts.access import Principal, allowed, require
+from hub.access import Principal, allowed, require
 from hub.errors import Forbidden, NotFound, Unauthenticated
 
 REFERRAL = SimpleNamespace(from_agency_id="pp-ahtjp", to_agency_id="pp-shelter-a")
@@ -143,6 +143,6 @@ def test_accounts_and_directory_never_import_flask():
     import subprocess
     import sys
 
-    code = ("import sys, hub.accounts.service, hub.accounts.access, hub.directory.service, hub.demo; "
+    code = ("import sys, hub.accounts.service, hub.access, hub.directory.service, hub.demo; "
             "sys.exit(1 if 'flask' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

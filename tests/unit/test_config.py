@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import load_settings, parse_duration
+from hub.config import ensure_demo_secret, load_settings, parse_duration
 from hub.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,11 +73,16 @@ def test_production_without_a_secret_key_is_refused(tmp_path):
     assert load_settings(path, env=SECRET).secret_key == SECRET["HUB_SECRET_KEY"]
 
 
-def test_demo_mode_generates_and_keeps_its_secret(tmp_path):
+def test_demo_mode_reads_the_secret_hub_init_wrote(tmp_path):
     path = _config(tmp_path)
     first = load_settings(path, env={})
-    assert first.secret_generated and len(first.secret_key) >= 32
-    assert load_settings(path, env={}).secret_key == first.secret_key
+    assert first.secret_key is None, "loading settings writes nothing"
+    assert not (tmp_path / "instance" / "secret_key").exists()
+    written = ensure_demo_secret(first)
+    assert written == tmp_path / "instance" / "secret_key" and oct(written.stat().st_mode & 0o777) == "0o600"
+    again = load_settings(path, env={})
+    assert len(again.secret_key) >= 32 and again.secret_key == first.secret_key
+    assert ensure_demo_secret(again) is None
 
 
 def test_production_needs_https(tmp_path):

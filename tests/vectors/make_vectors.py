@@ -30,7 +30,6 @@ from hub.packets import (  # noqa: E402
     b64u_encode,
     open_packet,
     parse_packet,
-    seal,
 )
 from hub.packets.keys import seal_key_from_seeds, sign_key_from_seed  # noqa: E402
 from hub.packets.testing import (  # noqa: E402

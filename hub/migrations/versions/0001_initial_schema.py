@@ -3,10 +3,10 @@
 Revision ID: 0001
 Revises: 
 """
-from alembic import op
 import sqlalchemy as sa
-import hub.db
+from alembic import op
 
+import hub.db
 
 revision = '0001'
 down_revision = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hub.errors import Forbidden, NotFound
+from hub.errors import Forbidden, NotFound, Unauthenticated
 
 SYSTEM = "agency_system"  # the role of an API token: an agency's own system, acting for the agency
 
@@ -134,8 +134,6 @@ def require(principal: Principal | None, action: str, *, agency_id: str | None =
     if action not in RULES:
         raise ValueError(f"unknown action {action!r}")
     if principal is None:
-        from hub.errors import Unauthenticated
-
         raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>'")
     roles, scope = RULES[action]
     in_scope = scope(principal, agency_id, referral)  # may raise NotFound first: no oracle
@@ -145,8 +143,6 @@ def require(principal: Principal | None, action: str, *, agency_id: str | None =
 
 def allowed(principal: Principal | None, action: str, **kw: Any) -> bool:
     """``require`` as a yes/no, for showing or hiding buttons."""
-    from hub.errors import Unauthenticated
-
     try:
         require(principal, action, **kw)
     except (Forbidden, NotFound, Unauthenticated):

@@ -1,0 +1,56 @@
+"""The Flask app: settings, the HubContext, the blueprints, one error mapping. Wiring only."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from hub import faces
+from hub.api import api_bp
+from hub.api.errors import register_error_handlers
+from hub.config import Settings, load_settings
+from hub.context import HubContext
+from hub.errors import ConfigError
+from hub.health import health_bp
+from hub.logs import configure_logging
+from hub.metrics import metrics_bp
+from hub.web import i18n
+from hub.web.common import InMemoryRequest
+from hub.web.sms import notify_bp
+from hub.web.views import web_bp
+
+
+def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
+    settings = settings or load_settings()
+    if settings.secret_key is None:
+        raise ConfigError(f"demo mode has no secret key yet ({settings.instance_dir / 'secret_key'}); run "
+                          "`hub init --demo` first, or set HUB_SECRET_KEY")
+    configure_logging(settings)
+    app = Flask("hub", template_folder=str(settings.templates_dir), static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        # Two packets and the routing metadata, base64url-encoded, plus room for the JSON around them.
+        MAX_CONTENT_LENGTH=2 * settings.packets_max_bytes * 4 // 3 + 64 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        JSON_SORT_KEYS=False,
+        # A form's CSRF token lives as long as a session: an officer may take an hour over a rescue report.
+        WTF_CSRF_TIME_LIMIT=int(settings.session_lifetime.total_seconds()),
+    )
+    app.request_class = InMemoryRequest  # uploads (victims' photos) never spool to a temporary file
+    app.extensions["hub"] = HubContext.build(settings, **collaborators)
+    app.teardown_appcontext(faces.teardown)
+
+    csrf = CSRFProtect(app)
+    # The API takes bearer tokens or, from browsers, JSON only (which a cross-site form cannot send);
+    # Twilio's webhooks are signed; a one-tap link's token is its own single-use capability.
+    csrf.exempt(api_bp)
+    csrf.exempt(notify_bp)
+    for bp in (api_bp, health_bp, metrics_bp, notify_bp, web_bp):
+        app.register_blueprint(bp)
+    register_error_handlers(app)
+    i18n.init_babel(app, settings.timezone)
+    i18n.register_names(app)
+    return app
