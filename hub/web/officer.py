@@ -227,7 +227,7 @@ def new_referral():
         if form.photos.data and any(getattr(f, "filename", "") for f in form.photos.data):
             error = f"{error} {_('Attach the photos again: a browser does not keep them.')}"
     return render_template("web/new_referral.html", form=form, suggestions=suggestions, error=error,
-                           previous=previous, geo_lang=lang), status
+                           previous=previous, officer_name=m.user.name if m.user else ""), status
 
 
 def _submit(m, form: forms.ReferralForm, previous, previous_body):
