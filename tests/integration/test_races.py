@@ -69,28 +69,36 @@ def hub(tmp_path_factory, request):
     env.update(HUB_CONFIG=str(settings.config_path), HUB_DATABASE_URL=pg_url, HUB_SECRET_KEY="r" * 48,
                HUB_PUBLIC_BASE_URL=public, TWILIO_AUTH_TOKEN=AUTH_TOKEN)
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    # The workers' log goes to a file: a pipe nobody reads fills up, and a worker blocked on its log
+    # line would hold the referral's lock for ever.
+    log = (folder / "gunicorn.log").open("w")
     process = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT),
-                                "wsgi:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--timeout", "300", "wsgi:app"], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while True:
         try:
-            if requests.get(f"{public}/healthz", timeout=2).status_code == 200:
+            if requests.get(f"{public}/healthz", timeout=10).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or the workers are still starting
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail("gunicorn did not start: " + process.stderr.read().decode(errors="replace")[-2000:])
+            pytest.fail("gunicorn did not start: " + (folder / "gunicorn.log").read_text(errors="replace")[-2000:])
         time.sleep(0.3)
     yield {"url": public, "network": network, "sessions": sessions, "contact": contact, "clock": clock}
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    try:
+        process.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
     engine.dispose()
 
 
 def _new_referral(hub) -> dict:
     network = hub["network"]
     resp = requests.post(f"{hub['url']}/api/v1/referrals", json=network.submission(body=fictional_body()),
-                         headers=network.headers("pp-ahtjp"), timeout=30)
+                         headers=network.headers("pp-ahtjp"), timeout=300)
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -101,7 +109,7 @@ def _new_referral(hub) -> dict:
 def _api(verb: str, agency: str, body: dict | None = None):
     def call(hub, ref, session):
         resp = session.post(f"{hub['url']}/api/v1/referrals/{ref['id']}/{verb}", json=body or {},
-                            headers=hub["network"].headers(agency), timeout=60)
+                            headers=hub["network"].headers(agency), timeout=300)
         won = resp.status_code == 200
         lost = resp.status_code == 409 and resp.json()["error"]["code"] == "wrong_state"
         return resp.status_code, won, lost
@@ -114,7 +122,7 @@ def _sms(command: str):
         params = {"From": SHELTER_PHONE, "To": "+447700900000", "Body": command.format(code=ref["code"]),
                   "MessageSid": "SM" + uuid.uuid4().hex}
         signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
-        resp = session.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=60)
+        resp = session.post(url, data=params, headers={"X-Twilio-Signature": signature}, timeout=300)
         text = resp.text
         won = resp.status_code == 200 and "Thank you." in text
         lost = resp.status_code == 200 and "was already" in text and "Nothing was changed" in text
@@ -124,7 +132,7 @@ def _sms(command: str):
 
 def _onetap():
     def call(hub, ref, session):
-        resp = session.post(f"{hub['url']}/a/{ref['token']}", timeout=60)
+        resp = session.post(f"{hub['url']}/a/{ref['token']}", timeout=300)
         won = resp.status_code == 200 and "is acknowledged. The sender is told." in resp.text
         lost = resp.status_code == 200 and "Already taken" in resp.text
         return resp.status_code, won, lost
