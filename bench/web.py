@@ -30,7 +30,8 @@ from hub import create_app
 from hub.accounts import service as accounts
 from hub.clock import FixedClock
 from hub.config import load_settings
-from hub.db import create_all, make_engine, make_sessionmaker, session_scope
+from hub.db import make_engine, make_sessionmaker, session_scope
+from hub.models import create_all
 from hub.directory import service as directory
 from hub.referrals.models import Referral
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 
 from hub import access, packets
 from hub.accounts import service as accounts
@@ -596,7 +596,12 @@ def box_page(session: Session, principal: access.Principal, *, box: str, limit: 
             sa.select(Referral.id).where(mine, Referral.closed_at.is_not(None))
             .order_by(Referral.closed_at.desc(), Referral.id)
             .limit(limit + 1 - len(ids)).offset(max(0, offset - n_open)))
-    by_id = {r.id: r for r in session.scalars(sa.select(Referral).where(Referral.id.in_(ids[:limit])))}
+    shown = load_only(Referral.id, Referral.code, Referral.from_agency_id, Referral.to_agency_id,
+                      Referral.urgency, Referral.child, Referral.needs, Referral.status, Referral.clock,
+                      Referral.deadline_at, Referral.next_step_at, Referral.created_at, Referral.updated_at,
+                      Referral.closed_at)
+    by_id = {r.id: r for r in session.scalars(sa.select(Referral).options(shown)
+                                              .where(Referral.id.in_(ids[:limit])))}
     return [by_id[i] for i in ids[:limit] if i in by_id], len(ids) > limit
 
 

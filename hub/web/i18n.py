@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from babel.dates import format_timedelta as babel_format_timedelta
+
 from flask import Flask, g, request
-from flask_babel import Babel, format_datetime, format_timedelta, get_locale, gettext, lazy_gettext
+from flask_babel import Babel, format_datetime, get_locale, gettext, lazy_gettext
 
 from hub.faces import current
 from hub.web import forms
@@ -57,6 +59,37 @@ def when(value: dt.datetime | None, style: str = "medium") -> str:
     if value is None:
         return ""
     return format_datetime(value, style)
+
+
+# Babel's units for "12 minutes" (babel.dates.TIMEDELTA_UNITS): a delta reads the same as the whole number
+# of its largest unit, so the words are cached by (language, unit, number) and a page of 50 rows formats
+# a handful of distinct values once.
+_UNITS = (("year", 3600 * 24 * 365), ("month", 3600 * 24 * 30), ("week", 3600 * 24 * 7), ("day", 3600 * 24),
+          ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+_WORDS: dict[tuple, str] = {}
+
+
+def format_timedelta(delta: dt.timedelta, *, add_direction: bool = False, threshold: float = 1.0) -> str:
+    """babel.dates.format_timedelta, cached by what decides its words: the unit Babel picks and the rounded
+    count of it (so "23 hours 59 minutes" and "24 hours" share an entry only if Babel words them alike)."""
+    seconds = delta.total_seconds()
+    lang = current_lang_code()
+    key: tuple = (lang, seconds < 0, add_direction, threshold)
+    for _unit, per in _UNITS:
+        value = abs(seconds) / per
+        if value >= threshold:
+            key += (per, max(1, round(value)))
+            break
+    else:  # under a second: not worth a cache entry
+        return babel_format_timedelta(delta, threshold=threshold, add_direction=add_direction, locale=lang)
+    words = _WORDS.get(key)
+    if words is None:
+        words = babel_format_timedelta(delta, threshold=threshold, add_direction=add_direction, locale=lang)
+        if len(_WORDS) < 20_000:
+            _WORDS[key] = words
+    return words
 
 
 def when_text(value) -> str:
