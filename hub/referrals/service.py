@@ -582,27 +582,28 @@ def box_page(session: Session, principal: access.Principal, *, box: str, limit: 
     column = Referral.to_agency_id if box == "inbox" else Referral.from_agency_id
     mine = column == principal.agency_id
     urgent = sa.or_(Referral.urgency == "urgent", Referral.child.is_(True))
-    ids: list[str] = []
-    n_open = session.scalar(sa.select(sa.func.count()).select_from(Referral)
-                            .where(mine, Referral.closed_at.is_(None))) or 0
-    if offset < n_open:
-        ids += session.scalars(
-            sa.select(Referral.id).where(mine, Referral.closed_at.is_(None))
-            .order_by(sa.case((urgent, 0), else_=1), Referral.deadline_at.asc().nulls_last(),
-                      Referral.updated_at.desc(), Referral.id)
-            .limit(limit + 1).offset(offset))
-    if len(ids) <= limit:
-        ids += session.scalars(
-            sa.select(Referral.id).where(mine, Referral.closed_at.is_not(None))
-            .order_by(Referral.closed_at.desc(), Referral.id)
-            .limit(limit + 1 - len(ids)).offset(max(0, offset - n_open)))
     shown = load_only(Referral.id, Referral.code, Referral.from_agency_id, Referral.to_agency_id,
                       Referral.urgency, Referral.child, Referral.needs, Referral.status, Referral.clock,
                       Referral.deadline_at, Referral.next_step_at, Referral.created_at, Referral.updated_at,
                       Referral.closed_at)
-    by_id = {r.id: r for r in session.scalars(sa.select(Referral).options(shown)
-                                              .where(Referral.id.in_(ids[:limit])))}
-    return [by_id[i] for i in ids[:limit] if i in by_id], len(ids) > limit
+    rows: list[Referral] = []
+    # The first page needs no count: the open ones, then (if they do not fill it) the newest closed ones.
+    n_open = 0 if offset == 0 else (session.scalar(sa.select(sa.func.count()).select_from(Referral)
+                                                   .where(mine, Referral.closed_at.is_(None))) or 0)
+    if offset == 0 or offset < n_open:
+        rows += session.scalars(
+            sa.select(Referral).options(shown).where(mine, Referral.closed_at.is_(None))
+            .order_by(sa.case((urgent, 0), else_=1), Referral.deadline_at.asc().nulls_last(),
+                      Referral.updated_at.desc(), Referral.id)
+            .limit(limit + 1).offset(offset))
+        if offset == 0:
+            n_open = len(rows)
+    if len(rows) <= limit:
+        rows += session.scalars(
+            sa.select(Referral).options(shown).where(mine, Referral.closed_at.is_not(None))
+            .order_by(Referral.closed_at.desc(), Referral.id)
+            .limit(limit + 1 - len(rows)).offset(max(0, offset - n_open)))
+    return rows[:limit], len(rows) > limit
 
 
 def seal_for_member(session: Session, principal: access.Principal, ring: packets.KeyRing | None, *, to: str,

@@ -71,11 +71,12 @@ _UNITS = (("year", 3600 * 24 * 365), ("month", 3600 * 24 * 30), ("week", 3600 * 
 _WORDS: dict[tuple, str] = {}
 
 
-def format_timedelta(delta: dt.timedelta, *, add_direction: bool = False, threshold: float = 1.0) -> str:
+def format_timedelta(delta: dt.timedelta, *, add_direction: bool = False, threshold: float = 1.0,
+                     lang: str | None = None) -> str:
     """babel.dates.format_timedelta, cached by what decides its words: the unit Babel picks and the rounded
     count of it (so "23 hours 59 minutes" and "24 hours" share an entry only if Babel words them alike)."""
     seconds = delta.total_seconds()
-    lang = current_lang_code()
+    lang = lang or current_lang_code()
     key: tuple = (lang, seconds < 0, add_direction, threshold)
     for _unit, per in _UNITS:
         value = abs(seconds) / per
@@ -108,24 +109,24 @@ def label(code, kind: str) -> str:
     return str(dict(table).get(code, code if code is not None else ""))
 
 
-def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
+def ago(value: dt.datetime | None, now: dt.datetime | None = None, lang: str | None = None) -> str:
     """"12 minutes ago" / "in 12 minutes" against the hub's clock."""
     if value is None:
         return ""
     delta = value - (now or _now())
     if abs(delta.total_seconds()) < 60:
         return gettext("just now")
-    return format_timedelta(delta, add_direction=True, threshold=1.0)
+    return format_timedelta(delta, add_direction=True, threshold=1.0, lang=lang)
 
 
-def due(deadline: dt.datetime | None, now: dt.datetime | None = None) -> str:
+def due(deadline: dt.datetime | None, now: dt.datetime | None = None, lang: str | None = None) -> str:
     """Beside a clock: "due in 12 minutes", or "2 hours late"."""
     if deadline is None:
         return ""
     delta = deadline - (now or _now())
     if delta.total_seconds() >= 0:
-        return gettext("due %(time)s", time=format_timedelta(delta, add_direction=True, threshold=1.0))
-    return gettext("%(time)s late", time=format_timedelta(-delta, threshold=1.0))
+        return gettext("due %(time)s", time=format_timedelta(delta, add_direction=True, threshold=1.0, lang=lang))
+    return gettext("%(time)s late", time=format_timedelta(-delta, threshold=1.0, lang=lang))
 
 
 # Words the pages show for the protocol's codes (states, needs, outcomes, roles, kinds).

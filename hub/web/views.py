@@ -139,21 +139,25 @@ def _page_number() -> int:
 def _row_views(rows, box: str) -> list[dict]:
     """What one line of a box shows, worked out here once per page (each label translated once)."""
     now = current().clock.now()
+    lang = i18n.current_lang_code()
+    names: dict[str, str] = {}
     states = {k: str(v) for k, v in i18n.STATE_NAMES.items()}
     needs = {k: str(v) for k, v in i18n.NEED_NAMES.items()}
     clocks = {k: str(v) for k, v in i18n.CLOCK_NAMES.items()}
     out = []
     for r in rows:
         other = r.from_agency_id if box == "inbox" else r.to_agency_id
+        if other not in names:
+            names[other] = agency_name(other)
         is_open = r.status in OPEN_STATES
         out.append({
             "id": r.id, "code": r.code, "state": states.get(r.status, r.status), "open": is_open,
-            "other": agency_name(other), "urgent": r.urgency == "urgent" or r.child, "child": r.child,
-            "needs": ", ".join(needs.get(n, n) for n in r.needs), "sent": i18n.ago(r.created_at, now=now),
-            "clock": f"{clocks.get(r.clock, r.clock)}: {i18n.due(r.deadline_at, now=now)}"
+            "other": names[other], "urgent": r.urgency == "urgent" or r.child, "child": r.child,
+            "needs": ", ".join(needs.get(n, n) for n in r.needs), "sent": i18n.ago(r.created_at, now=now, lang=lang),
+            "clock": f"{clocks.get(r.clock, r.clock)}: {i18n.due(r.deadline_at, now=now, lang=lang)}"
                      if is_open and r.clock and r.deadline_at else "",
             "late": bool(is_open and r.deadline_at and r.deadline_at < now),
-            "next": i18n.ago(r.next_step_at, now=now) if is_open and r.next_step_at else "",
+            "next": i18n.ago(r.next_step_at, now=now, lang=lang) if is_open and r.next_step_at else "",
         })
     return out
 
