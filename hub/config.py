@@ -133,6 +133,9 @@ def _policy(name: str, raw: Mapping[str, Any]) -> Policy:
     return Policy(name=name, ladder=tuple(steps), **durations)
 
 
+MAX_SMS_CONCURRENCY = 32
+
+
 @dataclass(frozen=True)
 class SmsSettings:
     gateway: str = "console"
@@ -142,6 +145,10 @@ class SmsSettings:
     account_sid: str | None = None
     auth_tokens: tuple[str, ...] = ()
     api_base: str | None = None
+    # How long one send may wait to connect to the provider, and again for its answer.
+    send_timeout: dt.timedelta = dt.timedelta(seconds=10)
+    # Sends one drain has in flight at once (each on its own thread and HTTP connection).
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,13 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
     if gateway not in GATEWAYS:
         raise ConfigError(f"sms.gateway {gateway!r} is unknown; use one of {', '.join(GATEWAYS)}")
     tokens = tuple(t.strip() for t in env.get("TWILIO_AUTH_TOKEN", "").split(",") if t.strip())
+    send_timeout = parse_duration(sms_raw.get("send_timeout", "PT10S"), where="sms.send_timeout")
+    if not dt.timedelta(seconds=1) <= send_timeout <= dt.timedelta(minutes=2):
+        raise ConfigError("sms.send_timeout must be between PT1S and PT2M")
+    concurrency = sms_raw.get("concurrency", 4)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) \
+            or not 1 <= concurrency <= MAX_SMS_CONCURRENCY:
+        raise ConfigError(f"sms.concurrency must be a whole number from 1 to {MAX_SMS_CONCURRENCY}")
     sms = SmsSettings(
         gateway=gateway,
         from_number=sms_raw.get("from_number") or None,
@@ -244,6 +258,8 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
         auth_tokens=tokens,
         api_base=env.get("HUB_TWILIO_API_BASE") or None,
+        send_timeout=send_timeout,
+        concurrency=concurrency,
     )
     if gateway == "twilio":
         if not sms.account_sid or not sms.auth_tokens:
