@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from hub.db import Base
 from hub.escalation.service import sweep
 from hub.notify.gateways import ConsoleGateway
-from hub.notify.service import drain_all
+from hub.clock import FixedClock
+from hub.notify.service import drain
 from tests.e2e.test_journeys import fill_referral, sign_in
 from tests.webhelpers import add_member
 
@@ -56,7 +57,7 @@ def test_canary_strings_stay_in_the_packet(phone, live, app, network, db, clock,
         for minutes in (0, 31, 61):
             at = clock.now() + dt.timedelta(minutes=minutes)
             sweep(db, at, settings=settings)
-            drain_all(db, gateway, at, settings=settings)
+            drain(db, gateway, FixedClock(at), settings=settings)
 
         sign_in(case, "pp-shelter-a.caseworker")
         case.goto(f"/r/{referral_id}")
@@ -67,7 +68,7 @@ def test_canary_strings_stay_in_the_packet(phone, live, app, network, db, clock,
         case.select_option("#close-outcome", "reintegrated")
         case.click("form[action$='/close'] button")
         case.wait_for_load_state()
-        drain_all(db, gateway, clock.now() + dt.timedelta(hours=2), settings=settings)
+        drain(db, gateway, FixedClock(clock.now() + dt.timedelta(hours=2)), settings=settings)
         assert gateway.sent, "the journey sent no SMS, so the check below would prove nothing"
         for _to, body, _id in gateway.sent + list(getattr(ctx.gateway, "sent", [])):
             assert marker not in body
