@@ -229,6 +229,7 @@ class Settings:
     extra: Mapping[str, Any] = field(default_factory=dict)
     audit_origin: str = "refhub/127.0.0.1:5000"
     audit_key_secret: str | None = None  # HUB_AUDIT_KEY_SECRET: unwraps keys/hub-audit.keyring.json
+    timezone: str = "Asia/Phnom_Penh"  # for what people read; storage stays UTC
 
     @property
     def is_sqlite(self) -> bool:
@@ -276,6 +277,13 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         raise ConfigError(f"hub.public_base_url {public_base_url!r} must be an absolute http(s) URL")
     if mode == "production" and not public_base_url.startswith("https://"):
         raise ConfigError("hub.public_base_url must use https:// in production mode")
+    timezone = hub.get("timezone", "Asia/Phnom_Penh")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(timezone if isinstance(timezone, str) and timezone else "-")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"hub.timezone {timezone!r} is not a time zone name such as \"Asia/Phnom_Penh\"") from None
 
     database = _section(data, "database")
     default_db = f"sqlite:///{instance_dir / 'refhub.sqlite3'}"
@@ -359,6 +367,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         audit_origin=origin,
         audit_key_secret=env.get("HUB_AUDIT_KEY_SECRET") or None,
         taskforces=_taskforces(data.get("taskforces")),
+        timezone=timezone,
         extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths", "taskforces"}},
     )
 

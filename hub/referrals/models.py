@@ -65,6 +65,10 @@ class Referral(Base):
         # The inbox and the sent box, newest first: hub.referrals.service.list_for walks these.
         sa.Index("ix_referral_inbox", "to_agency_id", "created_at", "id"),
         sa.Index("ix_referral_sent", "from_agency_id", "created_at", "id"),
+        # The web's boxes: an agency's open referrals (closed_at NULL), then its closed ones newest first
+        # (migration 0006).
+        sa.Index("ix_referral_inbox_order", "to_agency_id", "closed_at"),
+        sa.Index("ix_referral_sent_order", "from_agency_id", "closed_at"),
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, make_transient_to_detached, selectinload
+from sqlalchemy.orm import Session, load_only, make_transient_to_detached, selectinload
 
 from hub import access, packets
 from hub.accounts import service as accounts
@@ -674,3 +674,80 @@ def party_view(referral: Referral) -> dict[str, Any]:
     out["outcome"] = referral.outcome
     return out
 
+
+
+# --- added for the web pages (issue 16): the ordered, paginated boxes and member custody --------
+# Sealing and opening here happen only with a key ring that a member's session unwrapped
+# (PROTOCOL.md section 1): the hub holds no key ring of its own.
+
+def box_page(session: Session, principal: access.Principal, *, box: str, limit: int = 50,
+             offset: int = 0) -> tuple[list[Referral], bool]:
+    """One page of a box: open referrals before closed ones; among open ones urgent (or child) first, then
+    the earliest deadline (most overdue) first; closed ones most recently closed first. Returns (rows, more).
+
+    The cost follows the page and the open referrals, not the box's history: closed referrals are read
+    newest first from an index (``ix_referral_*_order``) and only the page's rows are loaded.
+    """
+    if box not in ("inbox", "sent"):
+        raise BadInput("'box' must be \"inbox\" or \"sent\"", code="invalid_field")
+    if principal.agency_id is None:
+        return [], False
+    column = Referral.to_agency_id if box == "inbox" else Referral.from_agency_id
+    mine = column == principal.agency_id
+    urgent = sa.or_(Referral.urgency == "urgent", Referral.child.is_(True))
+    shown = load_only(Referral.id, Referral.code, Referral.from_agency_id, Referral.to_agency_id,
+                      Referral.urgency, Referral.child, Referral.needs, Referral.status, Referral.clock,
+                      Referral.deadline_at, Referral.next_step_at, Referral.created_at, Referral.updated_at,
+                      Referral.closed_at)
+    rows: list[Referral] = []
+    # The first page needs no count: the open ones, then (if they do not fill it) the newest closed ones.
+    n_open = 0 if offset == 0 else (session.scalar(sa.select(sa.func.count()).select_from(Referral)
+                                                   .where(mine, Referral.closed_at.is_(None))) or 0)
+    if offset == 0 or offset < n_open:
+        rows += session.scalars(
+            sa.select(Referral).options(shown).where(mine, Referral.closed_at.is_(None))
+            .order_by(sa.case((urgent, 0), else_=1), Referral.deadline_at.asc().nulls_last(),
+                      Referral.updated_at.desc(), Referral.id)
+            .limit(limit + 1).offset(offset))
+        if offset == 0:
+            n_open = len(rows)
+    if len(rows) <= limit:
+        rows += session.scalars(
+            sa.select(Referral).options(shown).where(mine, Referral.closed_at.is_not(None))
+            .order_by(Referral.closed_at.desc(), Referral.id)
+            .limit(limit + 1 - len(rows)).offset(max(0, offset - n_open)))
+    return rows[:limit], len(rows) > limit
+
+
+def seal_for_member(session: Session, principal: access.Principal, ring: packets.KeyRing | None, *, to: str,
+                    body: bytes, referral_id: str, max_bytes: int) -> tuple[bytes, bytes]:
+    """Seal one body to the recipient and to the sender's own archive, with the member's unlocked key ring."""
+    access.require(principal, "referral.create")
+    if ring is None or ring.agency != principal.agency_id:
+        raise Invalid("your session holds no key ring of your agency; sign out and in again, or ask your agency "
+                      "admin for a new invitation", code="no_keyring")
+    recipient = session.get(Agency, to)
+    if recipient is None or not recipient.active:
+        raise Invalid(f"no active agency {to!r} in the directory", code="unknown_agency")
+    wires = tuple(packets.seal(body, sender=ring, recipient=public_bundle(session, reader), referral_id=referral_id)
+                  for reader in (recipient.id, principal.agency_id))
+    if any(len(w) > max_bytes for w in wires):
+        raise BadInput("the referral with its photos is larger than the hub accepts; attach fewer photos",
+                       code="packet_too_large")
+    return wires
+
+
+def open_for_member(session: Session, principal: access.Principal, ring: packets.KeyRing | None,
+                    referral: Referral, *, now: dt.datetime, max_bytes: int) -> dict | None:
+    """The body of the packet addressed to the member's agency, opened with their session's key ring.
+
+    Fetching the packet is an audit entry (``packet_for``). None when the packet was shredded or the
+    session holds no key ring; a packet that fails a check of PROTOCOL.md section 2 raises PacketError.
+    """
+    pkt = packet_for(session, principal, referral, now=now)
+    if pkt is None or pkt.wire is None or ring is None or ring.agency != principal.agency_id:
+        return None
+    opened = packets.open_packet(pkt.wire, reader=ring, sender=public_bundle(session, referral.from_agency_id),
+                                 seen=packets.MemorySeenPacketIds(), max_bytes=max_bytes)
+    body = json.loads(opened.body)
+    return body if isinstance(body, dict) else None

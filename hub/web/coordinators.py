@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - until Flask-Babel is a dependency
     _babel_gettext = None
 
 from hub.accounts import service as accounts
-from hub.api.common import SESSION_COOKIE
+from hub.api.common import SESSION_COOKIE, sighted
 from hub.clock import rfc3339
 from hub.faces import current, db
 from hub.errors import BadInput, HubError, Unauthenticated
@@ -62,10 +62,9 @@ def _signed_in():
     if not cookie:
         return None
     try:
-        principal, _ring = accounts.resume(db(), cookie, clock=current().clock)
+        principal, _ring = sighted(lambda session: accounts.resume(session, cookie, clock=current().clock))
     except Unauthenticated:
         return None
-    db().commit()
     g.principal = principal
     return principal
 
