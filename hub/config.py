@@ -21,7 +21,21 @@ _DURATION = re.compile(
     r"^P(?!$)(?:(?P<days>\d+)D)?(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 
-from hub.vocabulary import GATEWAYS, ROLES, TARGETS  # noqa: E402,F401  (the words, defined once)
+from hub.vocabulary import GATEWAYS, NEEDS, ROLES, TARGETS  # noqa: E402,F401  (the words, defined once)
+# The six task forces of the national committee (NCCT), in its order.
+TASKFORCES = ("prevention", "rehabilitation", "law_enforcement", "justice", "international_cooperation",
+              "child_affairs")
+DEFAULT_TASKFORCES: dict[str, dict] = {
+    "prevention": {"en": "Prevention", "km": "ការបង្ការ", "needs": []},
+    "rehabilitation": {"en": "Rehabilitation, reintegration and repatriation",
+                       "km": "ស្តារនីតិសម្បទា សមាហរណកម្ម និងការធ្វើមាតុភូមិនិវត្តន៍",
+                       "needs": ["shelter", "medical", "psychosocial", "family_tracing", "repatriation"]},
+    "law_enforcement": {"en": "Law enforcement", "km": "ការអនុវត្តច្បាប់", "needs": []},
+    "justice": {"en": "Justice", "km": "យុត្តិធម៌", "needs": ["legal"]},
+    "international_cooperation": {"en": "International cooperation", "km": "កិច្ចសហប្រតិបត្តិការអន្តរជាតិ",
+                                  "needs": ["repatriation", "interpreter"]},
+    "child_affairs": {"en": "Child affairs", "km": "កិច្ចការកុមារ", "needs": [], "child": True},
+}
 
 
 def parse_duration(text: Any, *, where: str = "duration") -> dt.timedelta:
@@ -134,6 +148,50 @@ def _policy(name: str, raw: Mapping[str, Any]) -> Policy:
     return Policy(name=name, ladder=tuple(steps), **durations)
 
 
+MAX_SMS_CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class TaskForce:
+    """A task force of the national committee: the referrals that are its own (any of ``needs``, or a
+    child where ``child``), for its queue on /board and its figures on /reports."""
+
+    id: str
+    names: Mapping[str, str]
+    needs: tuple[str, ...]
+    child: bool = False
+
+
+def _taskforces(raw: Any) -> dict[str, TaskForce]:
+    """``[taskforces.<id>]`` tables (en, km, needs, child) over the defaults; the six ids only."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[taskforces] must be a table of [taskforces.<id>] tables")
+    unknown = set(raw) - set(TASKFORCES)
+    if unknown:
+        raise ConfigError(f"taskforces: {', '.join(sorted(unknown))} is not a task force; use "
+                          f"{', '.join(TASKFORCES)}")
+    out: dict[str, TaskForce] = {}
+    for name in TASKFORCES:
+        table = {**DEFAULT_TASKFORCES[name], **(raw.get(name) or {})}
+        where = f"taskforces.{name}"
+        extra = set(table) - {"en", "km", "needs", "child"}
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}; use en, km, needs, child")
+        needs = table["needs"]
+        if not isinstance(needs, list) or any(n not in NEEDS for n in needs):
+            raise ConfigError(f"{where}.needs must be a list of: {', '.join(NEEDS)}")
+        if not isinstance(table.get("child", False), bool):
+            raise ConfigError(f"{where}.child must be true or false")
+        for lang in ("en", "km"):
+            if not isinstance(table[lang], str) or not table[lang].strip():
+                raise ConfigError(f"{where}.{lang} must be the task force's name in that language")
+        out[name] = TaskForce(id=name, names={"en": table["en"], "km": table["km"]}, needs=tuple(needs),
+                              child=bool(table.get("child", False)))
+    return out
+
+
 @dataclass(frozen=True)
 class SmsSettings:
     gateway: str = "console"
@@ -143,6 +201,10 @@ class SmsSettings:
     account_sid: str | None = None
     auth_tokens: tuple[str, ...] = ()
     api_base: str | None = None
+    # How long one send may wait to connect to the provider, and again for its answer.
+    send_timeout: dt.timedelta = dt.timedelta(seconds=10)
+    # Sends one drain has in flight at once (each on its own thread and HTTP connection).
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)
@@ -163,9 +225,11 @@ class Settings:
     agencies_dir: Path
     keys_dir: Path
     templates_dir: Path
+    taskforces: Mapping[str, TaskForce] = field(default_factory=lambda: _taskforces({}))
     extra: Mapping[str, Any] = field(default_factory=dict)
     audit_origin: str = "refhub/127.0.0.1:5000"
     audit_key_secret: str | None = None  # HUB_AUDIT_KEY_SECRET: unwraps keys/hub-audit.keyring.json
+    timezone: str = "Asia/Phnom_Penh"  # for what people read; storage stays UTC
 
     @property
     def is_sqlite(self) -> bool:
@@ -213,6 +277,13 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         raise ConfigError(f"hub.public_base_url {public_base_url!r} must be an absolute http(s) URL")
     if mode == "production" and not public_base_url.startswith("https://"):
         raise ConfigError("hub.public_base_url must use https:// in production mode")
+    timezone = hub.get("timezone", "Asia/Phnom_Penh")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(timezone if isinstance(timezone, str) and timezone else "-")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"hub.timezone {timezone!r} is not a time zone name such as \"Asia/Phnom_Penh\"") from None
 
     database = _section(data, "database")
     default_db = f"sqlite:///{instance_dir / 'refhub.sqlite3'}"
@@ -231,6 +302,13 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
     if gateway not in GATEWAYS:
         raise ConfigError(f"sms.gateway {gateway!r} is unknown; use one of {', '.join(GATEWAYS)}")
     tokens = tuple(t.strip() for t in env.get("TWILIO_AUTH_TOKEN", "").split(",") if t.strip())
+    send_timeout = parse_duration(sms_raw.get("send_timeout", "PT10S"), where="sms.send_timeout")
+    if not dt.timedelta(seconds=1) <= send_timeout <= dt.timedelta(minutes=2):
+        raise ConfigError("sms.send_timeout must be between PT1S and PT2M")
+    concurrency = sms_raw.get("concurrency", 4)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) \
+            or not 1 <= concurrency <= MAX_SMS_CONCURRENCY:
+        raise ConfigError(f"sms.concurrency must be a whole number from 1 to {MAX_SMS_CONCURRENCY}")
     sms = SmsSettings(
         gateway=gateway,
         from_number=sms_raw.get("from_number") or None,
@@ -239,6 +317,8 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
         auth_tokens=tokens,
         api_base=env.get("HUB_TWILIO_API_BASE") or None,
+        send_timeout=send_timeout,
+        concurrency=concurrency,
     )
     if gateway == "twilio":
         if not sms.account_sid or not sms.auth_tokens:
@@ -286,7 +366,9 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         templates_dir=(base / paths.get("templates", "templates")).resolve(),
         audit_origin=origin,
         audit_key_secret=env.get("HUB_AUDIT_KEY_SECRET") or None,
-        extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths"}},
+        taskforces=_taskforces(data.get("taskforces")),
+        timezone=timezone,
+        extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths", "taskforces"}},
     )
 
 

@@ -29,6 +29,10 @@ class HubContext:
     engine: Engine
     sessions: sessionmaker[Session]
     clock: Clock
+    # Sessions for units of work that only read (no write lock on SQLite); see hub.db.
+    readers: sessionmaker[Session] | None = None
+    # Sessions that take SQLite's write lock at their first write (hub.db.make_sessionmaker).
+    late_writers: sessionmaker[Session] | None = None
     gateway: Any = None
     notifier: Any = None
     on_delivery_failed: Callable | None = delivery_failed
@@ -38,6 +42,7 @@ class HubContext:
               gateway: Any = None, notifier: Any = None) -> "HubContext":
         engine = engine or make_engine(settings.database_url)
         return cls(settings=settings, engine=engine, sessions=make_sessionmaker(engine),
+                   readers=make_sessionmaker(engine, writes=False), late_writers=make_sessionmaker(engine, writes="late"),
                    clock=clock or SystemClock(),
                    gateway=gateway if gateway is not None else make_gateway(dataclasses.asdict(settings.sms)),
                    notifier=notifier if notifier is not None else LadderNotifier(settings))

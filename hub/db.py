@@ -87,24 +87,77 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
-        # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
-        # a write transaction takes its lock at the start (BEGIN IMMEDIATE avoids
-        # upgrade deadlocks between processes).
+        # pysqlite's own transaction handling defers BEGIN; emit it ourselves. A unit of work
+        # that writes takes the write lock once (BEGIN IMMEDIATE: never an upgrade from a read
+        # lock, so two writers cannot deadlock): at its start by default, or, for a unit bound
+        # with hub_writes="late" (see make_sessionmaker), just before its first write or
+        # locking read (SELECT ... FOR UPDATE). A read-only unit (hub_writes=False) begins
+        # deferred and never takes it, so reads wait for no writer.
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_conn, _record):
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
         def _begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            writes = conn.get_execution_options().get("hub_writes", True)
+            if writes is False:
+                conn.exec_driver_sql("BEGIN")
+            elif writes is True:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # "late": the first write or locking read begins it (below)
 
+        @event.listens_for(engine, "before_cursor_execute")
+        def _lock_late(conn, _cursor, statement, _params, context, _executemany):
+            if conn.get_execution_options().get("hub_writes", True) != "late":
+                return
+            dbapi_conn = conn.connection.driver_connection
+            if dbapi_conn.in_transaction:
+                return
+            compiled = getattr(context, "compiled", None)
+            locking = getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
+            if locking or not statement.lstrip().upper().startswith(_READ_PREFIXES):
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+
+        _guard_reads(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(url, **kwargs)
+    # No pre-ping (a round trip on every checkout): connections are recycled before a server
+    # or a firewall would drop them, and a connection that died anyway (PostgreSQL restarted)
+    # fails its request with a 503 and invalidates the whole pool, so the next request
+    # connects afresh (tests/integration/test_pg_restart.py).
+    kwargs.setdefault("pool_recycle", 300)
+    engine = sa.create_engine(url, **kwargs)
+    _guard_reads(engine)
+    return engine
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+class WriteInReadOnlyUnit(RuntimeError):
+    """A unit of work declared read-only tried to write: declare the view or command as writing."""
+
+
+_READ_PREFIXES = ("SELECT", "BEGIN", "PRAGMA", "SHOW", "SAVEPOINT", "RELEASE", "ROLLBACK")
+
+
+def _guard_reads(engine: Engine) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def _read_only(conn, _cursor, statement, _params, _context, _executemany):
+        if conn.get_execution_options().get("hub_writes", True) is False \
+                and not statement.lstrip().upper().startswith(_READ_PREFIXES):
+            # On SQLite the write would have to upgrade a read lock, which can fail under load.
+            raise WriteInReadOnlyUnit(f"a read-only unit of work tried to run {statement.split(None, 1)[0]}")
+
+
+def make_sessionmaker(engine: Engine, *, writes: bool | str = True) -> sessionmaker[Session]:
+    """Sessions for units of work that write (the default) or only read (``writes=False``).
+
+    A read-only unit never takes SQLite's write lock; any write in it raises
+    :class:`WriteInReadOnlyUnit`. ``writes="late"``: on SQLite the write lock is taken at
+    the first write or ``SELECT ... FOR UPDATE``, and each read before it sees its own
+    snapshot; only for units whose writes are guarded by constraints or locking reads,
+    not by what plain reads saw (a submission: its uniqueness is the constraints'). On
+    PostgreSQL all three are ordinary transactions.
+    """
+    bind = engine if writes is True else engine.execution_options(hub_writes=writes)
+    return sessionmaker(bind=bind, expire_on_commit=False)
 
 
 @contextlib.contextmanager
@@ -119,13 +172,6 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-def skip_locked(stmt, session: Session):
-    """SELECT ... FOR UPDATE SKIP LOCKED where the backend has it (SQLite locks the whole DB instead)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
 
 
 # SQLSTATEs after which the same work, tried again, can succeed: a deadlock victim and a

@@ -1,7 +1,9 @@
 """What every HTTP face shares: the app's HubContext and the request's one session."""
 from __future__ import annotations
 
-from flask import current_app, g
+from typing import Callable
+
+from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
 from hub.context import HubContext
@@ -11,15 +13,77 @@ def current() -> HubContext:
     return current_app.extensions["hub"]
 
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def writes(view: Callable | None = None, *, late: bool = False) -> Callable:
+    """Mark a view's unit of work as writing (needed on GET, e.g. for an audit entry).
+
+    ``late=True``: on SQLite its write lock is taken at its first write rather than at its
+    start (hub.db.make_sessionmaker): for views whose writes are guarded by constraints or
+    by locking reads, not by what their plain reads saw.
+    """
+    def mark(fn: Callable) -> Callable:
+        fn.hub_writes = "late" if late else True
+        return fn
+
+    return mark(view) if view is not None else mark
+
+
+def request_writes() -> bool | str:
+    """This request's unit of work: True (writes), "late" (writes, lock at the first write) or False.
+
+    Every method but GET/HEAD/OPTIONS writes; a view marked with :func:`writes` says how.
+    """
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    mark = getattr(view, "hub_writes", None)
+    if mark is not None:
+        return mark
+    return request.method not in READ_METHODS
+
+
 def db() -> Session:
-    """The request's session (one per request, closed at teardown)."""
+    """The request's session: one unit of work per request, closed at teardown.
+
+    Whether it may write is decided here, before it begins (:func:`request_writes`): on
+    SQLite a writing unit takes the write lock once, a reading one never.
+    """
     if "db_session" not in g:
-        g.db_session = current().sessions()
+        ctx = current()
+        factory = {True: ctx.sessions, False: ctx.readers, "late": ctx.late_writers}[request_writes()]
+        g.db_session = (factory or ctx.sessions)()
     return g.db_session
+
+
+def is_read_only(session: Session) -> bool:
+    return session.get_bind().get_execution_options().get("hub_writes", True) is False
+
+
+def restart_as_writer() -> Session:
+    """End the request's read-only unit (it has only read) and begin one that writes, in its place.
+
+    For the rare read-only request that must write after all (a token's or session's
+    last-seen time, at most once a minute): restarting is safe where upgrading a read
+    lock on SQLite is not. The caller reads again what it needs.
+    """
+    old = g.pop("db_session", None)
+    if old is not None:
+        old.rollback()
+        old.close()
+    g.db_session = current().sessions()
+    return g.db_session
+
+
+def after_request(response):
+    """A read-only request whose token or session check recorded a sighting commits that alone."""
+    if g.pop("commit_sighting", False) and "db_session" in g:
+        g.db_session.commit()
+    return response
 
 
 def teardown(exc: BaseException | None) -> None:
     """End of a request: roll back what was not committed and give the connection back."""
+    g.pop("commit_sighting", None)
     session = g.pop("db_session", None)
     if session is not None:
         if exc is not None:

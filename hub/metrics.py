@@ -25,7 +25,7 @@ class TableCollector:
 
     def collect(self):
         now = self.ctx.clock.now()
-        with self.ctx.sessions() as s:
+        with (self.ctx.readers or self.ctx.sessions)() as s:
             by_state = GaugeMetricFamily("refhub_referrals", "Referrals by state", labels=["state"])
             for state, n in s.execute(sa.select(Referral.status, sa.func.count()).group_by(Referral.status)):
                 by_state.add_metric([state], n)

@@ -16,6 +16,9 @@ from hub.errors import ConfigError
 from hub.health import health_bp
 from hub.logs import configure_logging
 from hub.metrics import metrics_bp
+from hub.web.coordinators import coordinators_bp
+from hub.web import i18n
+from hub.web.common import InMemoryRequest
 from hub.web.sms import notify_bp
 from hub.web.views import web_bp
 
@@ -35,8 +38,12 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
         JSON_SORT_KEYS=False,
+        # A form's CSRF token lives as long as a session: an officer may take an hour over a rescue report.
+        WTF_CSRF_TIME_LIMIT=int(settings.session_lifetime.total_seconds()),
     )
+    app.request_class = InMemoryRequest  # uploads (victims' photos) never spool to a temporary file
     app.extensions["hub"] = HubContext.build(settings, **collaborators)
+    app.after_request(faces.after_request)
     app.teardown_appcontext(faces.teardown)
 
     csrf = CSRFProtect(app)
@@ -44,7 +51,9 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
     # Twilio's webhooks are signed; a one-tap link's token is its own single-use capability.
     csrf.exempt(api_bp)
     csrf.exempt(notify_bp)
-    for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp):
+    for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp, coordinators_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
+    i18n.init_babel(app, settings.timezone)
+    i18n.register_names(app)
     return app

@@ -24,7 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from hub import packets
+from hub import access, packets
 from hub.access import SYSTEM, Principal
 from hub.accounts import passwords
 from hub.accounts.models import ApiToken, Invitation, User, UserSession, WrappedKeyRing
@@ -147,23 +147,29 @@ def revoke_token(session: Session, token_id: int, clock: Clock, *, actor: str = 
     return token
 
 
+_TOKEN_CHECK = (sa.select(ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at, Agency.id, Agency.active,
+                          Agency.province, Agency.kind)
+                .join(Agency, Agency.id == ApiToken.agency_id).where(ApiToken.token_hash == sa.bindparam("token_hash")))
+
+
 def authenticate_token(session: Session, raw: str, clock: Clock) -> Principal:
     """The agency system behind a bearer token; Unauthenticated if unknown or revoked."""
     bad = Unauthenticated("this API token is not valid or was revoked; create one with `hub tokens create --agency ID`",
                           code="bad_token")
     if not isinstance(raw, str) or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         raise bad
-    token = session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == _sha256(raw)))
-    if token is None or token.revoked_at is not None:
+    # One statement, read afresh on every request (never cached): a revocation holds at once.
+    found = session.execute(_TOKEN_CHECK, {"token_hash": _sha256(raw)}).one_or_none()
+    if found is None:
         raise bad
-    agency = session.get(Agency, token.agency_id)
-    if agency is None or not agency.active:
+    token_id, revoked_at, last_used_at, agency_id, active, province, kind = found
+    if revoked_at is not None or not active:
         raise bad
     now = clock.now()
-    if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY:
-        token.last_used_at = now
-    return Principal(kind="token", agency_id=agency.id, role=SYSTEM, token_id=token.id, province=agency.province,
-                     agency_kind=agency.kind, display=f"token:{token.id}")
+    if last_used_at is None or now - last_used_at >= TOUCH_EVERY:
+        session.get(ApiToken, token_id).last_used_at = now  # at most once a minute: the row as an object
+    return Principal(kind="token", agency_id=agency_id, role=SYSTEM, token_id=token_id, province=province,
+                     agency_kind=kind, display=f"token:{token_id}")
 
 
 # --- users and invitations --------------------------------------------------------------------
@@ -525,3 +531,147 @@ def enroll_agency(session: Session, agency_id: str, *, clock: Clock, keys_dir: P
     session.flush()
     directory.write_bundle_file(bundle, keys_dir)
     return ring, code
+
+
+# --- the web's member settings and agency administration ---------------------------------------
+# Each function checks who may act (hub.accounts.access), changes what it must, writes one audit
+# entry, and leaves the commit to the caller.
+
+MEMBER_ROLES = {"committee": ("coordinator", "agency_admin")}
+DEFAULT_MEMBER_ROLES = ("officer", "caseworker", "agency_admin")
+
+
+def get_user(session: Session, user_id: int | None) -> User | None:
+    return session.get(User, user_id) if user_id is not None else None
+
+
+def set_language(session: Session, principal: Principal, lang: str, *, clock: Clock) -> User:
+    """The signed-in member's language for pages (and their SMS, where they are a contact)."""
+    user = get_user(session, principal.user_id)
+    if user is None:
+        raise NotFound("no such user", code="unknown_user")
+    if lang not in ("km", "en"):
+        raise BadInput("lang must be km or en", code="invalid_field")
+    if user.lang != lang:
+        user.lang = lang
+        audit(session, at=clock.now(), actor=principal.display, action="user.language",
+              detail={"user_id": user.id, "lang": lang})
+        session.flush()
+    return user
+
+
+def change_password(session: Session, principal: Principal, ring: packets.KeyRing | None, current_password: str,
+                    new_password: str, *, clock: Clock, kdf_params: dict | None = None) -> User:
+    """A new password; the member's key ring copy is wrapped again under it (from the unlocked session)."""
+    user = get_user(session, principal.user_id)
+    if user is None or not user.password_hash:
+        raise NotFound("no such user", code="unknown_user")
+    if not isinstance(current_password, str) or not passwords.verify_password(current_password, user.password_hash):
+        raise Unauthenticated("the current password is not right", code="wrong_password")
+    passwords.check_strength(new_password)
+    user.password_hash = passwords.hash_password(new_password, params=kdf_params)
+    if ring is not None:
+        wrap_for_user(session, user, ring, new_password, clock=clock, kdf_params=kdf_params)
+    audit(session, at=clock.now(), actor=principal.display, action="password.changed",
+          detail={"user_id": user.id, "keyring": ring is not None})
+    session.flush()
+    return user
+
+
+def _admin_of(principal: Principal, agency_id: str | None) -> None:
+    if agency_id is None:
+        raise NotFound("no such user", code="unknown_user")
+    access.require(principal, "agency.admin", agency_id=agency_id)
+
+
+def _member_of_admin(session: Session, principal: Principal, user_id: int) -> User:
+    user = get_user(session, user_id)
+    if user is None or user.agency_id is None or (principal.role != "hub_admin" and user.agency_id != principal.agency_id):
+        raise NotFound("no such user in your agency", code="unknown_user")
+    _admin_of(principal, user.agency_id)
+    return user
+
+
+def list_members(session: Session, principal: Principal) -> list[User]:
+    _admin_of(principal, principal.agency_id)
+    return list(session.scalars(sa.select(User).where(User.agency_id == principal.agency_id)
+                                .order_by(User.active.desc(), User.name, User.id)))
+
+
+def member_roles(agency_kind: str | None) -> tuple[str, ...]:
+    return MEMBER_ROLES.get(agency_kind or "", DEFAULT_MEMBER_ROLES)
+
+
+def invite_member(session: Session, principal: Principal, ring: packets.KeyRing | None, *, name: str, role: str,
+                  lang: str, username: str | None = None, phone: str | None = None,
+                  clock: Clock) -> tuple[User, str]:
+    """An agency admin invites a member of their own agency; the invitation carries the admin's key ring."""
+    _admin_of(principal, principal.agency_id)
+    if role not in member_roles(principal.agency_kind):
+        raise BadInput(f"role must be one of {', '.join(member_roles(principal.agency_kind))}", code="invalid_field")
+    return add_user(session, agency_id=principal.agency_id, role=role, name=name, username=username or None,
+                    phone=phone or None, lang=lang, clock=clock, keyring=ring, actor=principal.display)
+
+
+def reinvite_member(session: Session, principal: Principal, ring: packets.KeyRing | None, user_id: int, *,
+                    clock: Clock) -> tuple[User, str]:
+    user = _member_of_admin(session, principal, user_id)
+    if not user.active:
+        raise Conflict("this user is deactivated", code="user_inactive")
+    return user, invite_again(session, user.id, clock=clock, keyring=ring, actor=principal.display)
+
+
+def deactivate_member(session: Session, principal: Principal, user_id: int, *, clock: Clock) -> User:
+    """The member can no longer sign in; their sessions and their key ring copy are removed."""
+    user = _member_of_admin(session, principal, user_id)
+    if user.id == principal.user_id:
+        raise Conflict("you cannot deactivate yourself; ask another agency admin", code="self_deactivation")
+    if user.active:
+        user.active = False
+        _end_sessions(session, user.id)
+        _drop_wraps(session, [_user_holder(user.id)])
+        audit(session, at=clock.now(), actor=principal.display, action="user.deactivated",
+              detail={"user_id": user.id})
+        session.flush()
+    return user
+
+
+def recover_member(session: Session, principal: Principal, user_id: int, recovery_code: str, new_password: str, *,
+                   clock: Clock, kdf_params: dict | None = None) -> User:
+    """An agency admin restores a member's access with the agency's recovery code."""
+    user = _member_of_admin(session, principal, user_id)
+    return reset_password_with_recovery(session, user.id, recovery_code, new_password, clock, kdf_params=kdf_params,
+                                        actor=principal.display)
+
+
+def admin_contacts(session: Session, principal: Principal) -> list:
+    _admin_of(principal, principal.agency_id)
+    return directory.contacts_for(session, principal.agency_id)
+
+
+def admin_save_contact(session: Session, principal: Principal, *, name: str, phone: str, lang: str, role: str,
+                       duty: bool, clock: Clock):
+    _admin_of(principal, principal.agency_id)
+    return directory.add_contact(session, principal.agency_id, name, phone, duty=duty, lang=lang, role=role, clock=clock,
+                       actor=principal.display)
+
+
+def admin_contact_change(session: Session, principal: Principal, contact_id: int, change: str, *, clock: Clock):
+    """``change`` is "duty" (this contact is texted first) or "remove" (no longer texted)."""
+    _admin_of(principal, principal.agency_id)
+    if change == "duty":
+        return directory.set_duty_contact(session, principal.agency_id, contact_id, clock=clock,
+                                                  actor=principal.display)
+    if change == "remove":
+        return directory.remove_contact(session, principal.agency_id, contact_id, clock=clock, actor=principal.display)
+    raise BadInput("change must be duty or remove", code="invalid_field")
+
+
+def invitation_lang(session: Session, token: str) -> str | None:
+    """The language of the user an invitation link is for (its page is shown in it); None if not valid."""
+    parts = _split_token(token)
+    if parts is None:
+        return None
+    invitation = session.scalar(sa.select(Invitation).where(Invitation.token_hash == _sha256(parts[0])))
+    user = session.get(User, invitation.user_id) if invitation is not None else None
+    return user.lang if user is not None else None

@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from flask import g, request
+from sqlalchemy.orm import Session
 
 from hub.access import Principal
 from hub.accounts import service as accounts
 from hub.errors import BadInput, Unauthenticated
-from hub.faces import current, db
+from hub.faces import current, db, is_read_only, restart_as_writer
 
 SESSION_COOKIE = "refhub_session"
+T = TypeVar("T")
 
 
 def principal() -> Principal:
-    """The authenticated caller, or 401."""
+    """The authenticated caller, or 401, checked in the request's own unit of work.
+
+    The token or session is read afresh on every request (a revocation holds at once)
+    and in the request's transaction: no commit of its own. See :func:`sighted`.
+    """
     if "principal" in g:
         return g.principal
     ctx = current()
@@ -24,18 +30,34 @@ def principal() -> Principal:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("use 'Authorization: Bearer <token>' with a token from `hub tokens create`")
-        g.principal = accounts.authenticate_token(db(), token.strip(), ctx.clock)
-        db().commit()
+        g.principal = sighted(lambda session: accounts.authenticate_token(session, token.strip(), ctx.clock))
         return g.principal
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
         if request.method not in ("GET", "HEAD") and not request.is_json:
             # A cross-site form can carry the cookie but not a JSON content type.
             raise BadInput("send JSON with 'Content-Type: application/json'", code="json_required")
-        g.principal, g.keyring = accounts.resume(db(), cookie, clock=ctx.clock)
-        db().commit()
+        g.principal, g.keyring = sighted(lambda session: accounts.resume(session, cookie, clock=ctx.clock))
         return g.principal
     raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>'")
+
+
+def sighted(check: Callable[[Session], T]) -> T:
+    """Run an authentication check in the request's unit of work.
+
+    The check may record a sighting (a token's ``last_used_at``, a session's
+    ``last_seen_at``, at most once a minute). In a read-only request that write
+    needs a writing unit: the read-only one, which has read nothing else yet, is
+    restarted as a writer and the check runs again; the sighting is committed after
+    the response (the view itself writes nothing). A writing request commits it with
+    its own changes.
+    """
+    session = db()
+    result = check(session)
+    if (session.new or session.dirty or session.deleted) and is_read_only(session):
+        result = check(restart_as_writer())
+        g.commit_sighting = True
+    return result
 
 
 def json_body(allowed: set[str] | None = None, required: set[str] = frozenset()) -> dict[str, Any]:

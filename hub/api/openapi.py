@@ -5,6 +5,7 @@ from flask import jsonify
 
 from hub.api import api_bp
 from hub.api.escalations import OPENAPI_PATHS
+from hub.api.reports import OPENAPI_PATHS as REPORTS_PATHS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -95,9 +96,17 @@ def document() -> dict:
                             {"name": "status", "in": "query", "schema": {"type": "string"}},
                             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                                          "maximum": 200}},
-                            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
-                        "responses": {**_ok({"type": "object", "properties": {"referrals": {
-                            "type": "array", "items": META}}}), **_errors(400, 401, 503)}}},
+                            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0},
+                             "description": "rows to skip; a deep offset costs more than a cursor"},
+                            {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 100},
+                             "description": "the next_cursor of the previous page: the page starts just after "
+                                            "its last referral, and costs the same on any page"}],
+                        "responses": {**_ok({"type": "object", "required": ["referrals", "next_cursor"],
+                                             "properties": {"referrals": {"type": "array", "items": META},
+                                                            "next_cursor": {"type": ["string", "null"],
+                                                                            "description": "null on a page "
+                                                                            "shorter than limit"}}}),
+                                      **_errors(400, 401, 503)}}},
             "/referrals/{id}": {"get": {
                 "summary": "Metadata, history, and the packet addressed to the caller's agency",
                 "tags": ["referrals"], "parameters": [ID_PARAM],
@@ -114,6 +123,7 @@ def document() -> dict:
             "/referrals/{id}/fail": _transition("The person never arrived or left (recipient)", _reason()),
             "/referrals/{id}/withdraw": _transition("Withdraw with a reason (sender)", _reason()),
             **OPENAPI_PATHS,
+            **REPORTS_PATHS,
             "/openapi.json": {"get": {"summary": "This document", "security": [], "tags": ["meta"],
                                       "responses": _ok({"type": "object"})}},
         },

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 
-import sqlalchemy as sa
 from flask import jsonify, request
 
 from hub.api import api_bp
 from hub.api.common import int_arg, json_body, principal, query_arg
-from hub.errors import BadInput, Conflict
-from hub.faces import current, db
+from hub.errors import BadInput
+from hub.faces import current, db, writes
 from hub.referrals import service as referrals
 
 
@@ -18,6 +17,7 @@ def _submit_result(referral) -> dict:
 
 
 @api_bp.post("/referrals")
+@writes(late=True)  # uniqueness is the constraints'; the reads need no write lock
 def create_referral():
     who = principal()
     ctx = current()
@@ -26,23 +26,10 @@ def create_referral():
         raise BadInput("Idempotency-Key must be 1 to 200 printable characters", code="invalid_header")
     raw = request.get_data(cache=True)
     submission = referrals.parse_submission(json_body())
-    session = db()
-    try:
-        referral, created = referrals.create(
-            session, who, submission, settings=ctx.settings, now=ctx.clock.now(), notifier=ctx.notifier,
-            idempotency_key=key, fingerprint=referrals.request_fingerprint(raw))
-        session.commit()
-    except sa.exc.IntegrityError:
-        # A concurrent submission of the same referral or Idempotency-Key won the race.
-        session.rollback()
-        if key is not None:
-            referral, created = referrals.create(
-                session, who, submission, settings=ctx.settings, now=ctx.clock.now(), notifier=ctx.notifier,
-                idempotency_key=key, fingerprint=referrals.request_fingerprint(raw))
-            if not created:
-                return jsonify(_submit_result(referral)), 201
-        raise Conflict("this referral or one of its packets was submitted at the same moment; "
-                       "list your sent referrals before trying again", code="duplicate_referral") from None
+    referral, _created = referrals.create(
+        db(), who, submission, settings=ctx.settings, now=ctx.clock.now(), notifier=ctx.notifier,
+        idempotency_key=key, fingerprint=referrals.request_fingerprint(raw))
+    db().commit()
     return jsonify(_submit_result(referral)), 201
 
 
@@ -52,12 +39,16 @@ def list_referrals():
     box = query_arg("box", ("inbox", "sent"), default="inbox")
     status = query_arg("status", ("sent", "acknowledged", "accepted", "declined", "in_care", "closed",
                                   "withdrawn", "failed"))
-    rows = referrals.list_for(db(), who, box=box, status=status, limit=int_arg("limit", 50, 1, 200),
-                              offset=int_arg("offset", 0, 0, 1_000_000))
-    return jsonify(referrals=[referrals.metadata(r) for r in rows])
+    limit = int_arg("limit", 50, 1, 200)
+    rows = referrals.list_for(db(), who, box=box, status=status, limit=limit,
+                              offset=int_arg("offset", 0, 0, 1_000_000), cursor=request.args.get("cursor"))
+    # A full page may have more after it: its last row's cursor lists them, at the same cost.
+    return jsonify(referrals=[referrals.metadata(r) for r in rows],
+                   next_cursor=referrals.cursor_after(rows[-1]) if len(rows) == limit else None)
 
 
 @api_bp.get("/referrals/<referral_id>")
+@writes(late=True)  # fetching the packet is an audit entry, in this request's unit of work
 def get_referral(referral_id: str):
     who = principal()
     session = db()

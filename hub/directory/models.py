@@ -22,6 +22,7 @@ class Agency(Base):
     services: Mapped[list] = mapped_column(JSONText, default=list)
     beds_total: Mapped[int | None] = mapped_column(sa.Integer)
     beds_available: Mapped[int | None] = mapped_column(sa.Integer)
+    beds_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # when beds_available was last set
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

@@ -340,7 +340,7 @@ def set_capacity(session: Session, principal: Principal, agency_id: str, beds: i
     previous = agency.beds_available
     now = clock.now()
     agency.beds_available = beds
-    agency.updated_at = now
+    agency.updated_at = agency.beds_updated_at = now
     audit(session, at=now, actor=principal.display, action="capacity.set",
           detail={"agency": agency.id, "beds_available": beds, "previous": previous})
     session.flush()
@@ -430,3 +430,67 @@ def canonical_recovery_code(code: str) -> str:
         raise BadInput("that is not the recovery code printed at enrolment (7 groups of 4 letters and digits);"
                        " check it for a typo", code="invalid_recovery_code")
     return text
+
+
+# --- the web: contacts edited by an agency admin, suggestions on the referral form ---------------
+
+
+def _own_contact(session: Session, agency_id: str, contact_id: int) -> Contact:
+    contact = session.get(Contact, contact_id) if isinstance(contact_id, int) else None
+    if contact is None or contact.agency_id != agency_id or not contact.active:
+        raise NotFound("no such contact in your agency", code="unknown_contact")
+    return contact
+
+
+def set_duty_contact(session: Session, agency_id: str, contact_id: int, *, clock: Clock, actor: str) -> Contact:
+    """This contact is texted first; the agency's other contacts lose the duty."""
+    contact = _own_contact(session, agency_id, contact_id)
+    for other in session.scalars(sa.select(Contact).where(Contact.agency_id == agency_id, Contact.duty.is_(True))):
+        other.duty = False
+    session.flush()
+    contact.duty = True
+    session.flush()
+    audit(session, at=clock.now(), actor=actor, action="contact.duty",
+          detail={"agency": agency_id, "contact_id": contact.id})
+    return contact
+
+
+def remove_contact(session: Session, agency_id: str, contact_id: int, *, clock: Clock, actor: str) -> Contact:
+    """The contact is no longer texted (kept, inactive: referrals and the audit log name it)."""
+    contact = _own_contact(session, agency_id, contact_id)
+    if contact.duty:
+        raise Conflict("this is the duty contact; give the duty to another contact first", code="duty_contact")
+    contact.active = False
+    session.flush()
+    audit(session, at=clock.now(), actor=actor, action="contact.removed",
+          detail={"agency": agency_id, "contact_id": contact.id})
+    return contact
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    agency: Agency
+    score: int
+    needs_met: tuple[str, ...]
+    same_province: bool
+    beds_free: int | None
+    beds_updated_at: Any
+
+
+def suggest_recipients(session: Session, *, sender_id: str | None, needs: tuple[str, ...] | list[str],
+                       province: str | None) -> list[Suggestion]:
+    """Agencies that may receive a referral, the best first: most of the ticked needs offered, then in the
+    province where the person was found, then free beds (a shelter with none is ranked last)."""
+    out = []
+    for agency in list_agencies(session):
+        if agency.kind == "committee" or agency.id == sender_id:
+            continue
+        met = tuple(n for n in needs if n in (agency.services or []))
+        same = province is not None and agency.province == province
+        beds = agency.beds_available
+        full = "shelter" in needs and "shelter" in (agency.services or []) and beds is not None and beds <= 0
+        score = 10 * len(met) + (5 if same else 0) + (0 if full else 2 if beds else 1)
+        out.append(Suggestion(agency=agency, score=score, needs_met=met, same_province=same, beds_free=beds,
+                              beds_updated_at=agency.beds_updated_at))
+    out.sort(key=lambda s: (-s.score, s.agency.id))
+    return out

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from hub.directory.models import Contact
-from hub.escalation.service import CLOCK_FOR_STATE, Targets, advance_now, short_name
+from hub.escalation.service import CLOCK_FOR_STATE, Targets, advance, advance_now, frozen_policy, short_name
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
 
@@ -79,6 +79,29 @@ class LadderNotifier:
             self.clock_stopped(session, referral, old_clock, now, actor)
         if referral.clock is not None:
             advance_now(session, referral, now, settings=self.settings)
+
+    def referral_created(self, session: Session, referral, now: dt.datetime, store) -> None:
+        """Step 0 of a new referral's clock, its ladder state set before ``store()`` writes the row.
+
+        So the INSERT carries the state (no UPDATE after it); the step's texts and tokens
+        are written after the row they point at, one statement each.
+        """
+        if referral.next_step_at is None or referral.next_step_at > now:
+            store()
+            return
+        targets = Targets(session)
+        # Whom step 0 texts, read first. A later step fired at once (step 0 reached nobody)
+        # reads or raises its alert before store(): the alert then waits for the row (below).
+        targets.resolve(referral, frozen_policy(referral).ladder[0].notify)
+        outbox = notify.OutboxBatch(session, now=now, settings=self.settings)
+        result = advance(session, referral, now, settings=self.settings, targets=targets, outbox=outbox,
+                         defer_alerts=True)
+        for key, value in result.values.items():
+            setattr(referral, key, value)
+        store()
+        outbox.flush()
+        for alert in result.deferred_alerts:
+            notify.raise_alert(session, **alert)
 
     def clock_stopped(self, session: Session, referral, clock: str, now: dt.datetime, actor) -> int:
         """Void the clock's tokens and tell those it reached who answered; returns texts queued."""

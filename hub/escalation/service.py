@@ -17,21 +17,25 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from hub import access
 from hub.audit.service import record as audit
 from hub.config import Policy
-from hub.db import skip_locked
+from hub.directory import cache as directory_cache
 from hub.directory import service as directory
 from hub.directory.models import Agency, Contact
 from hub.errors import Conflict, NotFound, log_failure
+from hub.escalation.models import LadderStep
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
 from hub.referrals import service as referrals
@@ -80,21 +84,19 @@ class Targets:
         self.session = session
         self._cache: dict[tuple, list[Contact]] = {}
 
-    def agency(self, agency_id: str | None) -> Agency | None:
-        # Held here: the session's identity map is weak, so session.get alone would read it again.
+    def agency(self, agency_id: str | None) -> directory_cache.AgencyInfo | None:
+        # From the process's directory cache (hub.directory.cache: short lifetime, emptied on change).
         if not agency_id:
             return None
         key = ("agency", agency_id)
         if key not in self._cache:
-            self._cache[key] = self.session.get(Agency, agency_id)
+            self._cache[key] = directory_cache.agency(self.session, agency_id)
         return self._cache[key]
 
-    def _contacts(self, agency_id: str, duty_only: bool) -> list[Contact]:
-
-
+    def _contacts(self, agency_id: str, duty_only: bool) -> list[directory_cache.ContactInfo]:
         key = ("agency", agency_id, duty_only)
         if key not in self._cache:
-            self._cache[key] = [c for c in directory.contacts_for(self.session, agency_id, duty_only=duty_only)
+            self._cache[key] = [c for c in directory_cache.contacts(self.session, agency_id, duty_only=duty_only)
                                 if c.active]
         return self._cache[key]
 
@@ -165,8 +167,12 @@ class Advance:
     version: int
     values: dict[str, Any]
     fired: list[tuple[int, int]] = field(default_factory=list)  # (step, repeat)
+    clock: str | None = None  # the clock the steps fired on
+    at: dt.datetime | None = None
     messages: int = 0
     alerts: int = 0
+    # With advance(defer_alerts=True): the no-contact alerts the caller raises once the row exists.
+    deferred_alerts: list[dict] = field(default_factory=list)
 
 
 def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int, now: dt.datetime, *,
@@ -212,9 +218,12 @@ def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int
     return len(contacts)
 
 
-def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, targets: Targets,
-                  outbox: notify.OutboxBatch | None = None) -> int:
-    """One overdue alert per referral and clock, texted to the coordinators of the recipient's province."""
+def raise_overdue(session: Session, referral, now: dt.datetime, *, targets: Targets) -> int:
+    """One overdue alert per referral and clock, for the coordinators' board and /metrics; 1 if raised now.
+
+    It texts nobody: the ladder is the one voice that texts people about a referral, and its own
+    coordinator steps reach the committees on this clock (docs/design-notes.md, "Overdue alerts").
+    """
     recipient = targets.agency(referral.to_agency_id)
     province = recipient.province if recipient is not None else None
     alert = notify.raise_alert(session, kind="overdue", referral_id=referral.id, province=province,
@@ -222,19 +231,11 @@ def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, tar
     if alert is None:
         return 0
     log.warning("escalation overdue referral=%s clock=%s", referral.id, referral.clock)
-    contacts = targets.resolve(referral, "coordinator.province") or targets.resolve(referral, "coordinator.national")
-    batch = outbox if outbox is not None else notify.OutboxBatch(session, now=now, settings=settings)
-    for contact in contacts:
-        batch.enqueue(dedupe_key=f"alert:{referral.id}:{referral.clock}:{contact.id}", to_phone=contact.phone,
-                      lang=contact.lang, template="alert", values={"code": referral.code, "reason_code": "overdue"},
-                      contact_id=contact.id, referral_id=referral.id, clock=referral.clock)
-    if outbox is None:
-        batch.flush()
     return 1
 
 
 def advance(session: Session, referral, now: dt.datetime, *, settings, targets: Targets | None = None,
-            outbox: notify.OutboxBatch | None = None) -> Advance:
+            outbox: notify.OutboxBatch | None = None, defer_alerts: bool = False) -> Advance:
     """Fire everything due on the referral's clock at ``now``; return the new ladder state to write.
 
     Fires each due step once (a step that reaches nobody hands over to the next
@@ -247,7 +248,8 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
     targets = targets or Targets(session)
     if outbox is None:
         outbox = notify.OutboxBatch(session, now=now, settings=settings)
-        result = advance(session, referral, now, settings=settings, targets=targets, outbox=outbox)
+        result = advance(session, referral, now, settings=settings, targets=targets, outbox=outbox,
+                         defer_alerts=defer_alerts)
         outbox.flush()
         return result
     out = Advance(referral.id, referral.version, {})
@@ -256,10 +258,11 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
         return out
     policy = frozen_policy(referral)
     clock, started, last = referral.clock, referral.clock_started_at, len(policy.ladder) - 1
+    out.clock, out.at = clock, now
     step, repeat, alerted = referral.step, referral.repeat, referral.overdue_alerted_at
     alert_at = deadline(policy, clock, started) + settings.alert_after
     if alerted is None and now >= alert_at:
-        out.alerts += raise_overdue(session, referral, now, settings=settings, targets=targets, outbox=outbox)
+        out.alerts += raise_overdue(session, referral, now, targets=targets)
         alerted = now
     # A text of the current step failed (delivery_failed), or the previous step reached nobody:
     # the next one fires now, whatever its time.
@@ -279,8 +282,12 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
         out.messages += reached or 0
         at_once = reached == 0 and step < last
         if reached == 0 and step == last and repeat == 0:
-            notify.raise_alert(session, kind="no_contact", referral_id=referral.id,
-                               province=referral.province, dedupe_key=f"no_contact:{referral.id}:{clock}", now=now)
+            alert = dict(kind="no_contact", referral_id=referral.id, province=referral.province,
+                         dedupe_key=f"no_contact:{referral.id}:{clock}", now=now)
+            if defer_alerts:
+                out.deferred_alerts.append(alert)
+            else:
+                notify.raise_alert(session, **alert)
     next_at = step_due_at(policy, clock, started, *next_firing(step, repeat, last))
     if alerted is None:
         next_at = min(next_at, alert_at)
@@ -304,6 +311,7 @@ def apply(session: Session, result: Advance, referral=None) -> None:
         stmt = stmt.execution_options(synchronize_session=False)
     if session.execute(stmt).rowcount != 1:
         raise FenceLost(result.referral_id)
+    record_steps(session, [result])
     if referral is not None:
         for key, value in result.values.items():
             setattr(referral, key, value)
@@ -382,10 +390,12 @@ class SweepReport:
 
 
 def due_query(now: dt.datetime, limit: int, *, exclude: Iterable[str] = ()) -> sa.Select:
-    """Due open referrals, oldest due first: a range scan of ix_referral_due, whatever exists besides."""
+    """Due open referrals, oldest due first: a range scan of ix_referral_due, whatever exists besides.
+
+    Locked as claimed, skipping rows another sweep holds (PostgreSQL; SQLite locks the whole database)."""
     stmt = (sa.select(Referral)
             .where(Referral.next_step_at <= now, Referral.status.in_(OPEN_STATES))
-            .order_by(Referral.next_step_at, Referral.id).limit(limit))
+            .order_by(Referral.next_step_at, Referral.id).limit(limit).with_for_update(skip_locked=True))
     exclude = list(exclude)
     if exclude:
         stmt = stmt.where(Referral.id.not_in(exclude))
@@ -401,7 +411,7 @@ def sweep_batch(session: Session, now: dt.datetime, *, settings, limit: int = 50
     rows stay locked until then, and other sweeps skip them. ``claimed``, if
     given, receives the ids as soon as they are claimed (before any step fires).
     """
-    referrals = list(session.scalars(skip_locked(due_query(now, limit, exclude=exclude), session)))
+    referrals = list(session.scalars(due_query(now, limit, exclude=exclude)))
     ids = [r.id for r in referrals]
     if claimed is not None:
         claimed.extend(ids)
@@ -431,15 +441,32 @@ def apply_many(session: Session, results: list[Advance]) -> None:
         changed = session.connection().execute(stmt, params).rowcount
         if changed != len(group):
             raise FenceLost(f"{len(group) - changed} of {len(group)} referrals changed under the sweep")
+    record_steps(session, results)
 
 
-def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings, limit: int = 500) -> SweepReport:
+def record_steps(session: Session, results: list[Advance]) -> None:
+    """The ladder's record (hub.escalation.models.LadderStep): each first firing of a step, once.
+
+    Called after the fenced write, in its transaction; a row that exists already (a
+    repeat, or a step fired again after a clock restarted) is left as it is.
+    """
+    rows = [{"referral_id": r.referral_id, "clock": r.clock, "step": step, "fired_at": r.at}
+            for r in results if r.clock is not None for step, repeat in r.fired if repeat == 0]
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(LadderStep).on_conflict_do_nothing(), rows)
+
+
+def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings, limit: int = 500,
+          stop: threading.Event | None = None) -> SweepReport:
     """Advance every referral due at ``now``: batches of at most ``limit``, one short transaction each.
 
-    Repeats until nothing due is left that this sweep may take. Any number of
-    sweeps may run at once (see the module docstring). A referral whose batch
-    fails is retried alone; if it fails alone it is logged, counted in
-    ``errors`` and left due for the next sweep.
+    Repeats until nothing due is left that this sweep may take, or ``stop`` is
+    set (then it returns after the batch under way; the rest stays due). Any
+    number of sweeps may run at once (see the module docstring). A referral
+    whose batch fails is retried alone; if it fails alone it is logged, counted
+    in ``errors`` and left due for the next sweep.
     """
     started = time.perf_counter()
     report = SweepReport()
@@ -462,7 +489,7 @@ def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings,
         for name in ("claimed", "steps", "messages", "alerts", "errors"):
             setattr(report, name, getattr(report, name) + getattr(batch, name))
         report.batches += 1
-        if len(claimed) < limit:
+        if len(claimed) < limit or (stop is not None and stop.is_set()):
             break
     report.seconds = time.perf_counter() - started
     if report.claimed or report.errors:
@@ -476,8 +503,7 @@ def _one_by_one(session_factory, now, *, settings, ids: list[str], broken: set[s
     for referral_id in ids:
         try:
             with session_factory() as session, session.begin():
-                stmt = due_query(now, 1).where(Referral.id == referral_id)
-                referral = session.scalar(skip_locked(stmt, session))
+                referral = session.scalar(due_query(now, 1).where(Referral.id == referral_id))
                 if referral is None:  # done meanwhile by another sweep, or no longer due
                     continue
                 result = advance(session, referral, now, settings=settings)

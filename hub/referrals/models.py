@@ -17,8 +17,8 @@ class Referral(Base):
     code: Mapped[str] = mapped_column(sa.String(8), index=True)
     # Set while the referral is open, NULL once final: unique among open referrals.
     open_code: Mapped[str | None] = mapped_column(sa.String(8), unique=True)
-    from_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"), index=True)
-    to_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"), index=True)
+    from_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"))
+    to_agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"))
     created_by: Mapped[str] = mapped_column(sa.String(100))
     officer_user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user_account.id"))
     urgency: Mapped[str] = mapped_column(sa.String(8))
@@ -38,6 +38,8 @@ class Referral(Base):
     next_step_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     # When the running clock runs out (NULL without a clock), and when its overdue alert was raised.
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The ack clock's deadline, kept once the clock stops (reports: late_share).
+    ack_deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     overdue_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # A text of the current step failed: the next step is due at once, not at its time.
     step_failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -56,7 +58,18 @@ class Referral(Base):
     packets: Mapped[list["ReferralPacket"]] = relationship(back_populates="referral", order_by="ReferralPacket.id")
     events: Mapped[list["ReferralEvent"]] = relationship(back_populates="referral", order_by="ReferralEvent.id")
 
-    __table_args__ = (sa.Index("ix_referral_due", "next_step_at", "status"),)
+    __table_args__ = (
+        sa.Index("ix_referral_due", "next_step_at", "status"),
+        # The reports: a window of one receiving agency (a province is its few agencies) in one range scan.
+        sa.Index("ix_referral_to_created", "to_agency_id", "created_at"),
+        # The inbox and the sent box, newest first: hub.referrals.service.list_for walks these.
+        sa.Index("ix_referral_inbox", "to_agency_id", "created_at", "id"),
+        sa.Index("ix_referral_sent", "from_agency_id", "created_at", "id"),
+        # The web's boxes: an agency's open referrals (closed_at NULL), then its closed ones newest first
+        # (migration 0006).
+        sa.Index("ix_referral_inbox_order", "to_agency_id", "closed_at"),
+        sa.Index("ix_referral_sent_order", "from_agency_id", "closed_at"),
+    )
 
 
 class ReferralPacket(Base):
@@ -103,3 +116,6 @@ class IdempotencyRecord(Base):
     request_sha256: Mapped[str] = mapped_column(sa.String(64))
     referral_id: Mapped[str] = mapped_column(sa.ForeignKey("referral.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    # So that a flush writes the referral first (the record points at it).
+    referral: Mapped[Referral] = relationship()

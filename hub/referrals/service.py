@@ -12,19 +12,20 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, make_transient_to_detached, selectinload
 
 from hub import access, packets
 from hub.accounts import service as accounts
 from hub.audit.service import record as audit
+from hub.audit.service import record_many as audit_many
 from hub.clock import rfc3339
 from hub.config import Policy, Settings
-from hub.db import retry_transient
+from hub.db import UTCDateTime, retry_transient
+from hub.directory import cache as directory_cache
 from hub.directory.models import Agency, Contact
-from hub.directory.service import public_bundle
 from hub.errors import BadInput, Conflict, Forbidden, Invalid, NotFound
 from hub.notify import service as notify
 from hub.referrals.clocks import CLOCK_FOR_STATE, start_clock
@@ -69,10 +70,18 @@ class Notifier(Protocol):
     def referral_changed(self, session: Session, referral: Referral, old: str | None, now: dt.datetime,
                          actor: access.Principal | None) -> None: ...
 
+    def referral_created(self, session: Session, referral: Referral, now: dt.datetime,
+                         store: Callable[[], None]) -> None:
+        """Fire what a new referral starts with: set its ladder state on ``referral`` (not yet
+        written), call ``store()``, which writes its row, then write the texts that point at it."""
+
 
 class NullNotifier:
     def referral_changed(self, session, referral, old, now, actor) -> None:
         return None
+
+    def referral_created(self, session, referral, now, store) -> None:
+        store()
 
 
 @dataclass(frozen=True)
@@ -145,21 +154,66 @@ def request_fingerprint(raw_body: bytes) -> str:
     return hashlib.sha256(raw_body).hexdigest()
 
 
+CODE_ATTEMPTS = 8
+
+
 def create(session: Session, principal: access.Principal, sub: Submission, *, settings: Settings, now: dt.datetime,
            notifier: Notifier | None = None, idempotency_key: str | None = None,
            fingerprint: str | None = None) -> tuple[Referral, bool]:
-    """Store a new referral after the hub's checks. Returns (referral, created)."""
+    """Store a new referral after the hub's checks. Returns (referral, created).
+
+    The directory rows come from the process's cache (hub.directory.cache). What a
+    constraint makes unique (the referral id, the packet ids, the open reference
+    code, the Idempotency-Key) is not looked up first: the INSERT is the check.
+    When one refuses, this call rolls back the session, the unit of work it was
+    given, and answers: the first result again for a repeated Idempotency-Key (a
+    retry, or a concurrent twin that won the race), a fresh code for a taken one,
+    else the same refusal a look-up would have given. So call it as a request's
+    one unit of work, and commit after it.
+    """
     access.require(principal, "referral.create")
     sender_id = principal.agency_id
-    if idempotency_key is not None:
-        earlier = session.get(IdempotencyRecord, (sender_id, idempotency_key))
-        if earlier is not None:
-            if earlier.request_sha256 != fingerprint:
-                raise Invalid("this Idempotency-Key was used for a different request; use a new key",
-                              code="idempotency_key_reused")
-            return session.get(Referral, earlier.referral_id), False
+    recipient, checked = _checked_packets(session, sender_id, sub, settings)
+    previous_id = None
+    if sub.previous_id is not None:
+        previous = session.get(Referral, sub.previous_id)
+        if previous is None or previous.from_agency_id != sender_id:
+            raise NotFound("no earlier referral of your agency has that previous_id")
+        if previous.status not in ("declined", "failed"):
+            raise Conflict("only a declined or failed referral can be routed again", code="wrong_state")
+        previous_id = previous.id
+    policy: Policy = settings.policies["urgent" if sub.urgency == "urgent" or sub.child else "normal"]
 
-    recipient = session.get(Agency, sub.to)
+    for _attempt in range(CODE_ATTEMPTS):
+        try:
+            referral = _store(session, principal, sub, recipient.id, checked, policy, previous_id, now=now,
+                              notifier=notifier, idempotency_key=idempotency_key, fingerprint=fingerprint)
+            return referral, True
+        except sa.exc.IntegrityError as exc:
+            session.rollback()
+            which = _violated(exc)
+        if idempotency_key is not None:
+            earlier = session.get(IdempotencyRecord, (sender_id, idempotency_key))
+            if earlier is not None:
+                if earlier.request_sha256 != fingerprint:
+                    raise Invalid("this Idempotency-Key was used for a different request; use a new key",
+                                  code="idempotency_key_reused")
+                return session.get(Referral, earlier.referral_id), False
+        if which == "open_code":
+            continue  # another open referral has this reference code: draw another
+        if which == "referral":
+            raise Conflict("a referral with this referral_id exists already; seal a new referral",
+                           code="duplicate_referral")
+        if which == "packet":
+            raise packets.ReplayedPacket("this packet was submitted before; seal the referral again")
+        raise Conflict("this referral or one of its packets was submitted at the same moment; "
+                       "list your sent referrals before trying again", code="duplicate_referral")
+    raise Conflict("could not find a free reference code; close old referrals or try again", code="codes_exhausted")
+
+
+def _checked_packets(session: Session, sender_id: str, sub: Submission, settings: Settings):
+    """The recipient and the two packets, each checked against its reader's public bundle (reads only)."""
+    recipient = directory_cache.agency(session, sub.to)
     if recipient is None or not recipient.active:
         raise Invalid(f"no active agency {sub.to!r} in the directory", code="unknown_agency")
     if recipient.id == sender_id:
@@ -167,9 +221,8 @@ def create(session: Session, principal: access.Principal, sub: Submission, *, se
     if recipient.kind == "committee":
         raise Invalid("committees coordinate and do not receive referrals; refer to a service agency",
                       code="invalid_recipient")
-
-    sender_bundle = public_bundle(session, sender_id)
-    bundles = {sender_id: sender_bundle, recipient.id: public_bundle(session, recipient.id)}
+    sender_bundle = directory_cache.bundle(session, sender_id)
+    bundles = {sender_id: sender_bundle, recipient.id: directory_cache.bundle(session, recipient.id)}
     checked: dict[str, tuple[bytes, packets.Packet]] = {}
     for wire in sub.packets:
         parsed = packets.parse_packet(wire, max_bytes=settings.packets_max_bytes)
@@ -184,60 +237,85 @@ def create(session: Session, principal: access.Principal, sub: Submission, *, se
                                   max_bytes=settings.packets_max_bytes)
         checked[reader] = (wire, parsed)
     packets.verify_referral_packets([p for _, p in checked.values()])
+    return recipient, checked
 
-    first = next(iter(checked.values()))[1].header
-    referral_id = first.referral_id
-    if session.get(Referral, referral_id) is not None:
-        raise Conflict("a referral with this referral_id exists already; seal a new referral", code="duplicate_referral")
-    ids = [p.header.packet_id for _, p in checked.values()]
-    seen = session.scalars(sa.select(ReferralPacket.packet_id).where(ReferralPacket.packet_id.in_(ids))).first()
-    if seen:
-        raise packets.ReplayedPacket("this packet was submitted before; seal the referral again")
 
-    previous = None
-    if sub.previous_id is not None:
-        previous = session.get(Referral, sub.previous_id)
-        if previous is None or previous.from_agency_id != sender_id:
-            raise NotFound("no earlier referral of your agency has that previous_id")
-        if previous.status not in ("declined", "failed"):
-            raise Conflict("only a declined or failed referral can be routed again", code="wrong_state")
+_REFERRAL_COLUMNS = tuple(c.key for c in Referral.__table__.c)
+# Built once: a statement object keeps its compiled form's cache key.
+_INSERT_REFERRAL = sa.insert(Referral.__table__)
+_INSERT_EVENT = sa.insert(ReferralEvent.__table__)
+_INSERT_IDEMPOTENCY = sa.insert(IdempotencyRecord.__table__)
+_INSERT_PACKETS = sa.insert(ReferralPacket.__table__)
 
-    policy: Policy = settings.policies["urgent" if sub.urgency == "urgent" or sub.child else "normal"]
-    code = _new_code(session)
+
+def _store(session: Session, principal: access.Principal, sub: Submission, recipient_id: str, checked: dict,
+           policy: Policy, previous_id: str | None, *, now: dt.datetime, notifier: Notifier | None,
+           idempotency_key: str | None, fingerprint: str | None) -> Referral:
+    """Write the referral and its rows, one INSERT per table, with step 0 fired.
+
+    Plain INSERTs rather than the ORM's unit of work: the rows are new and
+    nothing reads them back here. The returned referral is attached to the session
+    as if it had been loaded.
+    """
+    sender_id = principal.agency_id
+    referral_id = next(iter(checked.values()))[1].header.referral_id
+    code = _random_code()
     referral = Referral(
-        id=referral_id, code=code, open_code=code, from_agency_id=sender_id, to_agency_id=recipient.id,
+        id=referral_id, code=code, open_code=code, from_agency_id=sender_id, to_agency_id=recipient_id,
         created_by=principal.display, officer_user_id=principal.user_id, urgency=sub.urgency, child=sub.child,
-        needs=list(sub.needs), province=sub.province, status="sent", policy=policy.name, ladder=policy.to_json(),
-        step=-1, repeat=0, version=0, previous_id=previous.id if previous else None,
-        created_at=now, updated_at=now,
+        needs=list(sub.needs), province=sub.province, status="sent", status_reason=None, outcome=None,
+        policy=policy.name, ladder=policy.to_json(), step=-1, repeat=0, version=0, owner_user_id=None, owner=None,
+        owned_at=None, previous_id=previous_id, created_at=now, acknowledged_at=None, decided_at=None,
+        closed_at=None, updated_at=now,
     )
     start_clock(referral, "ack", now)
+
+    def store() -> None:
+        session.execute(_INSERT_REFERRAL, {k: getattr(referral, k) for k in _REFERRAL_COLUMNS})
+        session.execute(_INSERT_EVENT, {
+            "referral_id": referral_id, "state": "sent", "at": now, "actor_agency_id": sender_id,
+            "actor": principal.display})
+        if idempotency_key is not None:
+            session.execute(_INSERT_IDEMPOTENCY, {
+                "agency_id": sender_id, "key": idempotency_key, "request_sha256": fingerprint,
+                "referral_id": referral_id, "created_at": now})
+        stored, entries = [], []
+        for reader, (wire, parsed) in checked.items():
+            digest = packets.packet_sha256(wire)
+            stored.append(dict(referral_id=referral_id, packet_id=parsed.header.packet_id, reader_agency_id=reader,
+                               sha256=digest, size=len(wire), wire=wire, created_at=now))
+            entries.append(dict(at=now, actor=principal.display, action="packet.stored", referral_id=referral_id,
+                                packet_sha256=digest, detail={"reader": reader, "size": len(wire)}))
+        entries.append(dict(at=now, actor=principal.display, action="referral.created", referral_id=referral_id,
+                            detail={"from": sender_id, "to": recipient_id, "policy": policy.name, "code": code}))
+        session.execute(_INSERT_PACKETS, stored)  # both rows in one statement
+        audit_many(session, entries)
+
+    # Step 0 sets the ladder state on the referral before store() writes its row; its texts follow.
+    (notifier or NullNotifier()).referral_created(session, referral, now, store)
+    make_transient_to_detached(referral)  # as if loaded: clean, nothing to write on flush
     session.add(referral)
-    session.add(ReferralEvent(referral=referral, state="sent", at=now, actor_agency_id=sender_id,
-                              actor=principal.display))
-    for reader, (wire, parsed) in checked.items():
-        digest = packets.packet_sha256(wire)
-        session.add(ReferralPacket(referral=referral, packet_id=parsed.header.packet_id, reader_agency_id=reader,
-                                   sha256=digest, size=len(wire), wire=wire, created_at=now))
-        audit(session, at=now, actor=principal.display, action="packet.stored", referral_id=referral_id,
-              packet_sha256=digest, detail={"reader": reader, "size": len(wire)})
-    audit(session, at=now, actor=principal.display, action="referral.created", referral_id=referral_id,
-          detail={"from": sender_id, "to": recipient.id, "policy": policy.name, "code": code})
-    if idempotency_key is not None:
-        session.flush()  # the record points at the referral row
-        session.add(IdempotencyRecord(agency_id=sender_id, key=idempotency_key, request_sha256=fingerprint,
-                                      referral_id=referral_id, created_at=now))
-    session.flush()
-    (notifier or NullNotifier()).referral_changed(session, referral, None, now, principal)
-    return referral, True
+    return referral
 
 
-def _new_code(session: Session) -> str:
-    for _ in range(50):
-        code = "R-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(4))
-        if session.scalar(sa.select(Referral.id).where(Referral.open_code == code)) is None:
-            return code
-    raise Conflict("could not find a free reference code; close old referrals or try again", code="codes_exhausted")
+def _violated(exc: sa.exc.IntegrityError) -> str:
+    """Which uniqueness an INSERT of :func:`_store` broke: open_code, referral, packet, idempotency or other."""
+    orig = exc.orig
+    name = getattr(getattr(orig, "diag", None), "constraint_name", None) or ""  # PostgreSQL names it
+    text = f"{name} {orig}"  # SQLite: "UNIQUE constraint failed: referral.open_code"
+    if "open_code" in text:
+        return "open_code"
+    if "packet_id" in text:
+        return "packet"
+    if "idempotency_record" in text:
+        return "idempotency"
+    if "pk_referral" in text or "referral.id" in text:
+        return "referral"
+    return "other"
+
+
+def _random_code() -> str:
+    return "R-" + "".join(secrets.choice(CODE_ALPHABET) for _ in range(4))
 
 
 def _locked(session: Session, referral_id: str) -> Referral | None:
@@ -500,7 +578,15 @@ def answer_by_code(session: Session, contacts: list, code: str, name: str, *, no
 
 
 def list_for(session: Session, principal: access.Principal, *, box: str, status: str | None = None,
-             limit: int = 50, offset: int = 0) -> list[Referral]:
+             limit: int = 50, offset: int = 0, cursor: str | None = None) -> list[Referral]:
+    """The agency's inbox or sent referrals, newest first (ties by id), with their histories.
+
+    ``cursor`` (from :func:`cursor_after` of the last row of the previous page) starts
+    the page just after that row: the index ``(to_agency_id | from_agency_id,
+    created_at, id)`` is entered there, so every page costs the same however deep it
+    is and however many other agencies' referrals the table holds. ``offset`` still
+    works, and costs more the deeper it goes.
+    """
     if box not in ("inbox", "sent"):
         raise BadInput("'box' must be \"inbox\" or \"sent\"", code="invalid_field")
     if status is not None and status not in set(t.target for t in TRANSITIONS.values()) | {"sent"}:
@@ -509,10 +595,37 @@ def list_for(session: Session, principal: access.Principal, *, box: str, status:
     stmt = sa.select(Referral).where(column == principal.agency_id)
     if status:
         stmt = stmt.where(Referral.status == status)
+    if cursor is not None:
+        at, last_id = _parse_cursor(cursor)
+        stmt = stmt.where(sa.tuple_(Referral.created_at, Referral.id) < sa.tuple_(
+            sa.literal(at, UTCDateTime()), sa.literal(last_id, sa.String())))
     # The history goes with every row of the list: load it in one query, not one per referral.
     stmt = (stmt.options(selectinload(Referral.events))
-            .order_by(Referral.created_at.desc(), Referral.id).limit(limit).offset(offset))
+            .order_by(Referral.created_at.desc(), Referral.id.desc()).limit(limit).offset(offset))
     return list(session.scalars(stmt))
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def cursor_after(referral: Referral) -> str:
+    """The ``cursor`` that lists what comes after ``referral`` (opaque to clients: its time and id)."""
+    micros = (referral.created_at - _EPOCH) // dt.timedelta(microseconds=1)
+    return packets.b64u_encode(f"{micros}.{referral.id}".encode())
+
+
+def _parse_cursor(cursor: Any) -> tuple[dt.datetime, str]:
+    bad = BadInput("'cursor' must be the next_cursor of an earlier page", code="invalid_field")
+    if not isinstance(cursor, str) or len(cursor) > 100:
+        raise bad
+    try:
+        micros, _, referral_id = packets.b64u_decode(cursor).decode("ascii").partition(".")
+        at = _EPOCH + dt.timedelta(microseconds=int(micros))
+    except (ValueError, OverflowError, UnicodeDecodeError, packets.PacketError):
+        raise bad from None
+    if not is_referral_id(referral_id):
+        raise bad
+    return at, referral_id
 
 
 def packet_for(session: Session, principal: access.Principal, referral: Referral, *, now: dt.datetime) -> ReferralPacket | None:
@@ -561,3 +674,80 @@ def party_view(referral: Referral) -> dict[str, Any]:
     out["outcome"] = referral.outcome
     return out
 
+
+
+# --- added for the web pages (issue 16): the ordered, paginated boxes and member custody --------
+# Sealing and opening here happen only with a key ring that a member's session unwrapped
+# (PROTOCOL.md section 1): the hub holds no key ring of its own.
+
+def box_page(session: Session, principal: access.Principal, *, box: str, limit: int = 50,
+             offset: int = 0) -> tuple[list[Referral], bool]:
+    """One page of a box: open referrals before closed ones; among open ones urgent (or child) first, then
+    the earliest deadline (most overdue) first; closed ones most recently closed first. Returns (rows, more).
+
+    The cost follows the page and the open referrals, not the box's history: closed referrals are read
+    newest first from an index (``ix_referral_*_order``) and only the page's rows are loaded.
+    """
+    if box not in ("inbox", "sent"):
+        raise BadInput("'box' must be \"inbox\" or \"sent\"", code="invalid_field")
+    if principal.agency_id is None:
+        return [], False
+    column = Referral.to_agency_id if box == "inbox" else Referral.from_agency_id
+    mine = column == principal.agency_id
+    urgent = sa.or_(Referral.urgency == "urgent", Referral.child.is_(True))
+    shown = load_only(Referral.id, Referral.code, Referral.from_agency_id, Referral.to_agency_id,
+                      Referral.urgency, Referral.child, Referral.needs, Referral.status, Referral.clock,
+                      Referral.deadline_at, Referral.next_step_at, Referral.created_at, Referral.updated_at,
+                      Referral.closed_at)
+    rows: list[Referral] = []
+    # The first page needs no count: the open ones, then (if they do not fill it) the newest closed ones.
+    n_open = 0 if offset == 0 else (session.scalar(sa.select(sa.func.count()).select_from(Referral)
+                                                   .where(mine, Referral.closed_at.is_(None))) or 0)
+    if offset == 0 or offset < n_open:
+        rows += session.scalars(
+            sa.select(Referral).options(shown).where(mine, Referral.closed_at.is_(None))
+            .order_by(sa.case((urgent, 0), else_=1), Referral.deadline_at.asc().nulls_last(),
+                      Referral.updated_at.desc(), Referral.id)
+            .limit(limit + 1).offset(offset))
+        if offset == 0:
+            n_open = len(rows)
+    if len(rows) <= limit:
+        rows += session.scalars(
+            sa.select(Referral).options(shown).where(mine, Referral.closed_at.is_not(None))
+            .order_by(Referral.closed_at.desc(), Referral.id)
+            .limit(limit + 1 - len(rows)).offset(max(0, offset - n_open)))
+    return rows[:limit], len(rows) > limit
+
+
+def seal_for_member(session: Session, principal: access.Principal, ring: packets.KeyRing | None, *, to: str,
+                    body: bytes, referral_id: str, max_bytes: int) -> tuple[bytes, bytes]:
+    """Seal one body to the recipient and to the sender's own archive, with the member's unlocked key ring."""
+    access.require(principal, "referral.create")
+    if ring is None or ring.agency != principal.agency_id:
+        raise Invalid("your session holds no key ring of your agency; sign out and in again, or ask your agency "
+                      "admin for a new invitation", code="no_keyring")
+    recipient = session.get(Agency, to)
+    if recipient is None or not recipient.active:
+        raise Invalid(f"no active agency {to!r} in the directory", code="unknown_agency")
+    wires = tuple(packets.seal(body, sender=ring, recipient=public_bundle(session, reader), referral_id=referral_id)
+                  for reader in (recipient.id, principal.agency_id))
+    if any(len(w) > max_bytes for w in wires):
+        raise BadInput("the referral with its photos is larger than the hub accepts; attach fewer photos",
+                       code="packet_too_large")
+    return wires
+
+
+def open_for_member(session: Session, principal: access.Principal, ring: packets.KeyRing | None,
+                    referral: Referral, *, now: dt.datetime, max_bytes: int) -> dict | None:
+    """The body of the packet addressed to the member's agency, opened with their session's key ring.
+
+    Fetching the packet is an audit entry (``packet_for``). None when the packet was shredded or the
+    session holds no key ring; a packet that fails a check of PROTOCOL.md section 2 raises PacketError.
+    """
+    pkt = packet_for(session, principal, referral, now=now)
+    if pkt is None or pkt.wire is None or ring is None or ring.agency != principal.agency_id:
+        return None
+    opened = packets.open_packet(pkt.wire, reader=ring, sender=public_bundle(session, referral.from_agency_id),
+                                 seen=packets.MemorySeenPacketIds(), max_bytes=max_bytes)
+    body = json.loads(opened.body)
+    return body if isinstance(body, dict) else None

@@ -1,0 +1,222 @@
+"""The agency admin's page (members, invitations, SMS contacts and duty, recovery) and every member's settings.
+
+Each form makes one service call in hub.accounts.service, which checks the admin's rights and
+writes the audit entry.
+"""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from hub import access
+from hub.accounts import service as accounts
+from hub.faces import current, db
+from hub.vocabulary import CONTACT_ROLES
+from hub.errors import HubError
+from hub.web import forms, i18n
+from hub.web.common import member, page, web_bp
+from hub.web.messages import say
+
+
+def _admin_forms(m, made: dict | None = None) -> dict:
+    made = made or {}
+    invite = made.get("invite") or forms.InviteForm(prefix="invite")
+    invite.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in accounts.member_roles(m.principal.agency_kind)]
+    if request.method == "GET" or "invite" not in made:
+        invite.lang.data = invite.lang.data or "km"
+    contact = made.get("contact") or forms.ContactForm(prefix="contact")
+    contact.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in CONTACT_ROLES]
+    recover = made.get("recover") or forms.RecoverForm(prefix="recover")
+    return {"invite": invite, "contact": contact, "recover": recover, "action": forms.ActionForm(prefix="row")}
+
+
+def _admin_page(m, *, made=None, error=None, status=200, invitation=None):
+    session = db()
+    members = accounts.list_members(session, m.principal)
+    contacts = accounts.admin_contacts(session, m.principal)
+    f = _admin_forms(m, made)
+    f["recover"].user_id.choices = [(u.id, f"{u.name} ({u.username})") for u in members if u.active]
+    return render_template("web/admin.html", members=members, contacts=contacts, forms=f, error=error,
+                           invitation=invitation), status
+
+
+def _is_admin(m) -> bool:
+    return access.allowed(m.principal, "agency.admin", agency_id=m.principal.agency_id or "-")
+
+
+def _not_admin():
+    return render_template("web/error.html", title=_("Admin"), message=_("Your role may not do this.")), 403
+
+
+@web_bp.get("/admin")
+@page
+def admin():
+    m = member()
+    if not _is_admin(m):
+        return _not_admin()
+    return _admin_page(m)
+
+
+def _invitation_link(token: str) -> str:
+    return f"{current().settings.public_base_url}{url_for('web.invite', token=token)}"
+
+
+@web_bp.post("/admin/invite")
+@page
+def admin_invite():
+    m = member()
+    if not _is_admin(m):
+        return _not_admin()
+    form = forms.InviteForm(prefix="invite")
+    form.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in accounts.member_roles(m.principal.agency_kind)]
+    if not form.validate_on_submit():
+        return _admin_page(m, made={"invite": form}, error=_("Check the fields marked below."), status=400)
+    try:
+        user, token = accounts.invite_member(db(), m.principal, m.ring, name=form.name.data, role=form.role.data,
+                                             lang=form.lang.data, username=(form.username.data or "").strip() or None,
+                                             phone=(form.phone.data or "").strip() or None, clock=current().clock)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _admin_page(m, made={"invite": form}, error=say(exc), status=400)
+    # The link is shown once, on this page only: it is never stored, logged or put in a cookie.
+    return _admin_page(m, invitation={"name": user.name, "username": user.username, "link": _invitation_link(token),
+                                      "keyring": m.ring is not None})
+
+
+@web_bp.post("/admin/users/<int:user_id>/<change>")
+@page
+def admin_user(user_id: int, change: str):
+    m = member()
+    if not _is_admin(m) or change not in ("deactivate", "reinvite"):
+        return _not_admin()
+    form = forms.ActionForm(prefix="row")
+    if not form.validate_on_submit():
+        return _admin_page(m, error=_("Check the fields marked below."), status=400)
+    try:
+        if change == "deactivate":
+            user = accounts.deactivate_member(db(), m.principal, user_id, clock=current().clock)
+            db().commit()
+            flash(_("%(name)s can no longer sign in.", name=user.name), "ok")
+            return redirect(url_for("web.admin"))
+        user, token = accounts.reinvite_member(db(), m.principal, m.ring, user_id, clock=current().clock)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _admin_page(m, error=say(exc), status=400)
+    return _admin_page(m, invitation={"name": user.name, "username": user.username, "link": _invitation_link(token),
+                                      "keyring": m.ring is not None})
+
+
+@web_bp.post("/admin/contacts")
+@page
+def admin_contact_add():
+    m = member()
+    if not _is_admin(m):
+        return _not_admin()
+    form = forms.ContactForm(prefix="contact")
+    form.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in CONTACT_ROLES]
+    if not form.validate_on_submit():
+        return _admin_page(m, made={"contact": form}, error=_("Check the fields marked below."), status=400)
+    try:
+        accounts.admin_save_contact(db(), m.principal, name=form.name.data, phone=form.phone.data,
+                                    lang=form.lang.data, role=form.role.data, duty=bool(form.duty.data),
+                                    clock=current().clock)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _admin_page(m, made={"contact": form}, error=say(exc), status=400)
+    flash(_("The contact is saved."), "ok")
+    return redirect(url_for("web.admin"))
+
+
+@web_bp.post("/admin/contacts/<int:contact_id>/<change>")
+@page
+def admin_contact_change(contact_id: int, change: str):
+    m = member()
+    if not _is_admin(m) or change not in ("duty", "remove"):
+        return _not_admin()
+    form = forms.ActionForm(prefix="row")
+    if not form.validate_on_submit():
+        return _admin_page(m, error=_("Check the fields marked below."), status=400)
+    try:
+        accounts.admin_contact_change(db(), m.principal, contact_id, change, clock=current().clock)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _admin_page(m, error=say(exc), status=400)
+    flash(_("The contact is saved."), "ok")
+    return redirect(url_for("web.admin"))
+
+
+@web_bp.post("/admin/recover")
+@page
+def admin_recover():
+    m = member()
+    if not _is_admin(m):
+        return _not_admin()
+    form = forms.RecoverForm(prefix="recover")
+    form.user_id.choices = [(u.id, u.name) for u in accounts.list_members(db(), m.principal) if u.active]
+    if not form.validate_on_submit():
+        return _admin_page(m, made={"recover": form}, error=_("Check the fields marked below."), status=400)
+    try:
+        user = accounts.recover_member(db(), m.principal, form.user_id.data, form.code.data, form.password.data,
+                                       clock=current().clock)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _admin_page(m, made={"recover": form}, error=say(exc), status=400)
+    flash(_("%(name)s has a new password and can sign in with it.", name=user.name), "ok")
+    return redirect(url_for("web.admin"))
+
+
+# --- every member's settings ------------------------------------------------------------------
+
+
+def _settings_page(m, *, made=None, error=None, status=200):
+    made = made or {}
+    password = made.get("password") or forms.ChangePasswordForm(prefix="password")
+    language = made.get("language") or forms.LanguageForm(prefix="language")
+    if language.lang.data is None and m.user is not None:
+        language.lang.data = m.user.lang
+    return render_template("web/settings.html", forms={"password": password, "language": language},
+                           error=error, has_ring=m.ring is not None), status
+
+
+@web_bp.get("/settings")
+@page
+def settings():
+    return _settings_page(member())
+
+
+@web_bp.post("/settings/password")
+@page
+def settings_password():
+    m = member()
+    form = forms.ChangePasswordForm(prefix="password")
+    if not form.validate_on_submit():
+        return _settings_page(m, made={"password": form}, error=_("Check the fields marked below."), status=400)
+    try:
+        accounts.change_password(db(), m.principal, m.ring, form.current.data, form.password.data,
+                                 clock=current().clock)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _settings_page(m, made={"password": form}, error=say(exc), status=400)
+    flash(_("Your password is changed."), "ok")
+    return redirect(url_for("web.settings"))
+
+
+@web_bp.post("/settings/language")
+@page
+def settings_language():
+    m = member()
+    form = forms.LanguageForm(prefix="language")
+    if not form.validate_on_submit():
+        return _settings_page(m, made={"language": form}, error=_("Check the fields marked below."), status=400)
+    accounts.set_language(db(), m.principal, form.lang.data, clock=current().clock)
+    db().commit()
+    response = redirect(url_for("web.settings"))
+    response.set_cookie(i18n.LANG_COOKIE, form.lang.data, max_age=365 * 86400, path="/", httponly=True,
+                        samesite="Lax")
+    return response
