@@ -11,8 +11,8 @@ hub's other secrets. In demo mode, where it is unset, one is generated into
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -21,6 +21,8 @@ from hub import packets
 from hub.audit import note
 from hub.errors import ConfigError
 from hub.packets.keys import sign_key_from_seed
+
+log = logging.getLogger("hub.audit")
 
 RING_FILE = "hub-audit.keyring.json"
 VKEY_FILE = "hub-audit.vkey"
@@ -45,8 +47,8 @@ def _secret(settings) -> bytes:
         path = settings.instance_dir / SECRET_FILE
         if not path.exists():
             _write_private(path, packets.b64u_encode(os.urandom(32)))
-            print(f"demo mode: generated the audit key secret in {path} (set HUB_AUDIT_KEY_SECRET in production)",
-                  file=sys.stderr)
+            log.warning("demo mode: generated the audit key secret in %s (set HUB_AUDIT_KEY_SECRET in production)",
+                        path)
         raw = path.read_text().strip()
     try:
         secret = packets.b64u_decode(raw)

@@ -120,9 +120,10 @@ def sequence(session: Session, *, wait: float = 5.0, batch: int = BATCH, block: 
     if not _lock(session, wait=block):
         report.skipped = "another sequencer is running"
         return report
+    # The wait comes before this transaction touches audit_entry: it holds no table lock while it waits.
+    horizon = committed_horizon(session, wait=wait)
     size = store.tree_size(session)
     report.size = size
-    horizon = committed_horizon(session, wait=wait)
     if horizon == -1:
         report.skipped = "a transaction that may hold an audit entry is still open"
         log.warning("audit sequencer: a transaction stayed open longer than %.1f s; sequencing waits", wait)
@@ -185,6 +186,5 @@ def run(session: Session, now: dt.datetime, *, origin: str, signer: Callable[[],
 def tick(sessions, now: dt.datetime, *, settings, block: bool = True, wait: float = 5.0) -> SequenceReport:
     """One sequencing run in its own transaction, committed: the scheduler job and `hub audit checkpoint`."""
     with session_scope(sessions) as session:
-        first = store.latest_checkpoint(session) is None
         return run(session, now, origin=settings.audit_origin, wait=wait, block=block,
-                   signer=lambda: keys.signing_key(settings, may_create=first))
+                   signer=lambda: keys.signing_key(settings, may_create=store.latest_checkpoint(session) is None))

@@ -203,7 +203,9 @@ def test_entries_and_inclusion_proofs_follow_the_read_rules(client, db, settings
     assert on_referral and on_referral == {e["leaf_index"] for e in seen("pp-shelter-a")}
     assert {e["leaf_index"] for e in seen("pp-committee")} >= on_referral  # the province's coordinator
     assert {e["leaf_index"] for e in seen("ncct")} >= on_referral  # national
-    for outsider in ("pp-shelter-b", "sr-ahtjp"):
+    with session_scope(db) as s:  # a coordinator of another province
+        network.tokens["sr-committee"] = accounts.create_token(s, "sr-committee", "test system", SystemClock())
+    for outsider in ("pp-shelter-b", "sr-ahtjp", "sr-committee"):
         assert not any(json.loads(e["entry"])["referral_id"] == ref["id"] for e in seen(outsider))
     assert not any(json.loads(e["entry"])["actor"] == "hub" for e in seen("pp-ahtjp"))
 
