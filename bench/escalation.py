@@ -8,7 +8,8 @@ scratch databases (1,000 and 1,000,000 open referrals; the idle sweeps alternate
 machine slows both alike), and drops them at the end. Targets (issue 5):
 
 - a sweep with nothing due over 1,000,000 open referrals takes at most 2x the same sweep over 1,000;
-- sweeping 10,000 due referrals takes at most 3x hand-written SQL doing the same writes;
+- sweeping 10,000 due referrals takes at most 3x hand-written SQL doing the same writes (medians of three
+  interleaved rounds, the sweep undone between them);
 - a step's text reaches the (fake) Twilio server at most one tick + 1 s after its due moment.
 """
 from __future__ import annotations
@@ -146,7 +147,20 @@ def make_due(engine, settings, n: int) -> dt.datetime:
     return due_at
 
 
-def bench_due(engine, sessions, settings, n: int, sql_rounds: int = 3) -> dict:
+def _undo_sweep(engine, due_at: dt.datetime) -> None:
+    """Put the swept referrals back at step 0 with step 1 due, and drop the step's texts and tokens."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM outbox_message WHERE step = 1"))
+        conn.execute(sa.text("DELETE FROM ack_token"))
+        conn.execute(sa.text("UPDATE referral SET step = 0, repeat = 0, next_step_at = :due WHERE step = 1"),
+                     {"due": due_at})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE referral, outbox_message, ack_token"))
+
+
+def bench_due(engine, sessions, settings, n: int, rounds: int = 3) -> dict:
+    """The sweep of ``n`` due referrals beside hand-written SQL doing the same writes, ``rounds`` times each,
+    interleaved (so a busy machine slows both alike); medians."""
     now = make_due(engine, settings, n)
     next_at = step_due_at(settings.policies["urgent"], "ack", T0, 2)
     params = {"now": now, "next_at": next_at, "base": settings.public_base_url}
@@ -168,22 +182,30 @@ def bench_due(engine, sessions, settings, n: int, sql_rounds: int = 3) -> dict:
             tx.rollback()
 
     sql_sweep()  # warm
-    sql = statistics.median(_timed(sql_sweep) for _ in range(sql_rounds))
-    update_only = statistics.median(_timed(sql_update_only) for _ in range(sql_rounds))
-    report = {}
+    sql, update_only, swept, spent = [], [], [], []
+    for i in range(rounds):
+        if i:
+            _undo_sweep(engine, now)
+        sql.append(_timed(sql_sweep))
+        update_only.append(_timed(sql_update_only))
+        report = {}
 
-    def run():
-        report["r"] = sweep(sessions, now, settings=settings)
+        def run():
+            report["r"] = sweep(sessions, now, settings=settings)
 
-    with _time_spent_in(notify, *TEXT_WRITERS, *TOKEN_WRITERS) as inside:
-        swept = _timed(run)
-    r = report["r"]
-    with engine.connect() as conn:
-        texts = conn.execute(sa.text("SELECT count(*) FROM outbox_message WHERE step = 1")).scalar_one()
-        tokens = conn.execute(sa.text("SELECT count(*) FROM ack_token")).scalar_one()
-    assert r.claimed == n and texts == 2 * n and tokens == 2 * n, (r, texts, tokens)
-    return {"sweep": swept, "sql": sql, "update_only": update_only, "claimed": r.claimed, "texts": texts,
-            "tokens": tokens, "sql_counts": counts,
+        with _time_spent_in(notify, *TEXT_WRITERS, *TOKEN_WRITERS) as inside:
+            swept.append(_timed(run))
+        spent.append(inside)
+        r = report["r"]
+        with engine.connect() as conn:
+            texts = conn.execute(sa.text("SELECT count(*) FROM outbox_message WHERE step = 1")).scalar_one()
+            tokens = conn.execute(sa.text("SELECT count(*) FROM ack_token")).scalar_one()
+        assert r.claimed == n and texts == 2 * n and tokens == 2 * n, (r, texts, tokens)
+    median = statistics.median(swept)
+    inside = spent[swept.index(sorted(swept)[len(swept) // 2])]  # the writers' share of the median sweep
+    return {"sweep": median, "sql": statistics.median(sql), "update_only": statistics.median(update_only),
+            "sweeps": swept, "sqls": sql, "claimed": r.claimed, "texts": texts, "tokens": tokens,
+            "sql_counts": counts,
             "notify": {"texts": sum(inside[n] for n in TEXT_WRITERS),
                        "tokens": sum(inside[n] for n in TOKEN_WRITERS)}}
 
@@ -340,6 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"- build of {args.open_total:,} rows, one INSERT ... SELECT generate_series: {idle['build']:.1f} s; "
           f"latency samples: {', '.join(f'{x:.2f} s' for x in latency)}")
+    print(f"- medians of {len(due['sweeps'])} interleaved rounds: sweep "
+          f"{', '.join(ms(x) for x in due['sweeps'])}; SQL {', '.join(ms(x) for x in due['sqls'])}")
     print(f"- the sweep claimed {due['claimed']:,} referrals and wrote {due['texts']:,} texts (rendered from the "
           f"templates) and {due['tokens']:,} one-tap tokens, in batches of 500 with the version fence; the SQL "
           f"does the same writes set-based in one transaction (rolled back, then the sweep runs on the same rows): "

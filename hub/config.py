@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from hub.errors import ConfigError
 
@@ -133,6 +134,9 @@ def _policy(name: str, raw: Mapping[str, Any]) -> Policy:
     return Policy(name=name, ladder=tuple(steps), **durations)
 
 
+MAX_SMS_CONCURRENCY = 32
+
+
 @dataclass(frozen=True)
 class SmsSettings:
     gateway: str = "console"
@@ -142,6 +146,10 @@ class SmsSettings:
     account_sid: str | None = None
     auth_tokens: tuple[str, ...] = ()
     api_base: str | None = None
+    # How long one send may wait to connect to the provider, and again for its answer.
+    send_timeout: dt.timedelta = dt.timedelta(seconds=10)
+    # Sends one drain has in flight at once (each on its own thread and HTTP connection).
+    concurrency: int = 4
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,8 @@ class Settings:
     keys_dir: Path
     templates_dir: Path
     extra: Mapping[str, Any] = field(default_factory=dict)
+    audit_origin: str = "refhub/127.0.0.1:5000"
+    audit_key_secret: str | None = None  # HUB_AUDIT_KEY_SECRET: unwraps keys/hub-audit.keyring.json
 
     @property
     def is_sqlite(self) -> bool:
@@ -228,6 +238,13 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
     if gateway not in GATEWAYS:
         raise ConfigError(f"sms.gateway {gateway!r} is unknown; use one of {', '.join(GATEWAYS)}")
     tokens = tuple(t.strip() for t in env.get("TWILIO_AUTH_TOKEN", "").split(",") if t.strip())
+    send_timeout = parse_duration(sms_raw.get("send_timeout", "PT10S"), where="sms.send_timeout")
+    if not dt.timedelta(seconds=1) <= send_timeout <= dt.timedelta(minutes=2):
+        raise ConfigError("sms.send_timeout must be between PT1S and PT2M")
+    concurrency = sms_raw.get("concurrency", 4)
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) \
+            or not 1 <= concurrency <= MAX_SMS_CONCURRENCY:
+        raise ConfigError(f"sms.concurrency must be a whole number from 1 to {MAX_SMS_CONCURRENCY}")
     sms = SmsSettings(
         gateway=gateway,
         from_number=sms_raw.get("from_number") or None,
@@ -236,6 +253,8 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
         auth_tokens=tokens,
         api_base=env.get("HUB_TWILIO_API_BASE") or None,
+        send_timeout=send_timeout,
+        concurrency=concurrency,
     )
     if gateway == "twilio":
         if not sms.account_sid or not sms.auth_tokens:
@@ -259,6 +278,10 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
     audit = _section(data, "audit")
     security = _section(data, "security")
 
+    origin = audit.get("origin") or "refhub/" + urlsplit(public_base_url).netloc.rpartition("@")[2]
+    if not isinstance(origin, str) or not origin.isprintable() or any(c.isspace() or c == "+" for c in origin):
+        raise ConfigError(f"audit.origin {origin!r} must be printable text without spaces or '+'")
+
     paths = _section(data, "paths")
     return Settings(
         config_path=config_path,
@@ -277,6 +300,8 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         agencies_dir=(base / paths.get("agencies", "agencies")).resolve(),
         keys_dir=(base / paths.get("keys", "keys")).resolve(),
         templates_dir=(base / paths.get("templates", "templates")).resolve(),
+        audit_origin=origin,
+        audit_key_secret=env.get("HUB_AUDIT_KEY_SECRET") or None,
         extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths"}},
     )
 

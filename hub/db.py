@@ -174,13 +174,6 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def skip_locked(stmt, session: Session):
-    """SELECT ... FOR UPDATE SKIP LOCKED where the backend has it (SQLite locks the whole DB instead)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True)
-    return stmt
-
-
 # SQLSTATEs after which the same work, tried again, can succeed: a deadlock victim and a
 # serialization failure (PostgreSQL); SQLite reports a busy database as OperationalError.
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})

@@ -8,6 +8,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from hub import faces
 from hub.api import api_bp
+from hub.api.audit import audit_bp
 from hub.api.errors import register_error_handlers
 from hub.config import Settings, load_settings
 from hub.context import HubContext
@@ -44,7 +45,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
     # Twilio's webhooks are signed; a one-tap link's token is its own single-use capability.
     csrf.exempt(api_bp)
     csrf.exempt(notify_bp)
-    for bp in (api_bp, health_bp, metrics_bp, notify_bp, web_bp):
+    for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
     return app

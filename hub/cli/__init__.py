@@ -19,6 +19,7 @@ import click
 from hub import create_app, migrations, packets
 from hub import demo as demo_mod
 from hub.accounts import service as accounts
+from hub.cli.audit import audit
 from hub.cli.client import client
 from hub.cli.context import HubCliError, HubCommand, HubGroup, command_context, config_option
 from hub.cli.scheduling import (
@@ -317,5 +318,5 @@ def tokens_revoke(token_id: int) -> None:
 
 # --- the command groups that live in their own modules -------------------------------------------
 
-for _command in (client, escalate_command, scheduler_command, sms):
+for _command in (audit, client, escalate_command, scheduler_command, sms):
     main.add_command(_command)

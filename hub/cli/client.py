@@ -17,6 +17,7 @@ import click
 import requests
 
 from hub import packets
+from hub.audit import note, tree
 
 TIMEOUT = 60
 
@@ -217,3 +218,98 @@ client.command("fail")(_action("fail", ("reason",)))
 client.command("decline")(_action("decline", ("reason",)))
 client.command("withdraw")(_action("withdraw", ("reason",)))
 client.command("close")(_action("close", ("outcome", "note")))
+
+
+# --- hub client audit watch ---------------------------------------------------------------------
+
+
+@client.group("audit")
+def audit_group() -> None:
+    """Hold the hub to its audit log (public checkpoints and proofs; no token needed)."""
+
+
+def _public_get(url: str, path: str, **params: Any) -> requests.Response:
+    try:
+        resp = requests.get(f"{url.rstrip('/')}{path}", params=params or None, timeout=TIMEOUT)
+    except requests.RequestException as exc:
+        raise ClientError(f"cannot reach the hub at {url} ({type(exc).__name__}); check --hub") from None
+    if resp.status_code != 200:
+        raise ClientError(f"GET {path} answered {resp.status_code}; is {url} a refhub hub with a signed checkpoint?")
+    return resp
+
+
+def _load_state(path: Path) -> dict:
+    if not path.exists():
+        return {"key": None, "checkpoints": [], "rejected": []}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(state, dict) or not isinstance(state.get("checkpoints"), list):
+            raise ValueError
+    except (OSError, ValueError):
+        raise ClientError(f"{path} is not a checkpoint file written by `hub client audit watch`", 2) from None
+    state.setdefault("rejected", [])
+    return state
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+@audit_group.command("watch")
+@click.option("--hub", "hub_url", required=True, envvar="HUB_URL", help="hub base URL, e.g. http://127.0.0.1:5000")
+@click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False),
+              help="file that keeps the checkpoints seen so far (made on the first run)")
+@click.option("--key", "key_line", default=None,
+              help="the hub's verifier key line, got out of band; default: trust GET /audit/key on the first run")
+def audit_watch(hub_url: str, state_path: str, key_line: str | None) -> None:
+    """Fetch the latest checkpoint and prove it is consistent with the last one kept (the log only grew)."""
+    path = Path(state_path)
+    state = _load_state(path)
+    served_key = _public_get(hub_url, "/audit/key").text.strip()
+    pinned = key_line.strip() if key_line else state.get("key") or served_key
+    try:
+        note.parse_verifier_key(pinned)
+    except note.NoteError as exc:
+        raise ClientError(f"the verifier key is not usable: {exc}", 2) from None
+    if state.get("key") and state["key"] != pinned:
+        raise ClientError("--key differs from the key this file has pinned; use a new --state file for a new key", 2)
+
+    def reject(why: str, text: str | None) -> None:
+        state["rejected"].append({"reason": why, "checkpoint": text})
+        _save_state(path, state)
+        raise ClientError(f"the hub's log is not consistent: {why}")
+
+    if served_key != pinned:
+        reject("GET /audit/key serves another key than the one pinned", None)
+    text = _public_get(hub_url, "/audit/checkpoint").text
+    try:
+        cp = note.open_checkpoint(text, pinned)
+    except note.NoteError as exc:
+        reject(f"the latest checkpoint does not verify ({exc})", text)
+    previous = state["checkpoints"][-1] if state["checkpoints"] else None
+    if previous is not None:
+        old_size, old_root = previous["size"], note.unb64(previous["root"], 32)
+        if cp.size < old_size:
+            reject(f"the tree shrank from {old_size} to {cp.size} leaves", text)
+        if cp.size == old_size and cp.root != old_root:
+            reject(f"two different roots for the tree of {cp.size} leaves (a fork)", text)
+        if cp.size > old_size:
+            proof = _public_get(hub_url, "/audit/proof", **{"from": old_size, "size": cp.size}).json()
+            try:
+                path_hashes = [note.unb64(h, 32) for h in proof.get("path", [])]
+            except note.NoteError:
+                path_hashes = None
+            if (path_hashes is None or proof.get("from") != old_size or proof.get("size") != cp.size
+                    or not tree.verify_consistency(old_size, cp.size, old_root, cp.root, path_hashes)):
+                reject(f"the consistency proof from {old_size} to {cp.size} does not verify", text)
+    state["key"] = pinned
+    if previous is None or cp.size != previous["size"]:
+        state["checkpoints"].append({"size": cp.size, "root": note.b64(cp.root), "note": text})
+    _save_state(path, state)
+    _emit({"origin": cp.origin, "size": cp.size, "root": note.b64(cp.root),
+           "previous": previous["size"] if previous else None, "consistent": True})

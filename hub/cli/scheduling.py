@@ -50,14 +50,23 @@ def escalate_command(once: bool, now_text: str | None, limit: int) -> None:
 @click.command("scheduler")
 @config_option
 def scheduler_command() -> None:
-    """Run the escalation sweep and the outbox drain every escalation.tick until SIGTERM or Ctrl-C."""
+    """Run the escalation sweep and the outbox drain every escalation.tick until SIGTERM or Ctrl-C.
+
+    On SIGTERM or Ctrl-C the sweep ends after its current batch and the drain claims
+    nothing more and records the texts it is sending (each within [sms] send_timeout),
+    so a clean stop leaves no message claimed.
+    """
     ctx = command_context()
     scheduler = build_scheduler(ctx, blocking=True)
+    stopping: list[threading.Thread] = []
 
     def _stop(signum, _frame):
+        if stopping:
+            return
         log.info("scheduler stopping on signal %d", signum)
-        # shutdown() waits for a running sweep or drain to finish its transaction.
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True).start()
+        # Not in the signal handler: shutdown() waits for the sweep's batch and the sends in flight.
+        stopping.append(threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True))
+        stopping[0].start()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -65,6 +74,8 @@ def scheduler_command() -> None:
                f"(SIGTERM or Ctrl-C to stop)", err=True)
     try:
         scheduler.start()
+        for thread in stopping:
+            thread.join()
     finally:
         ctx.engine.dispose()
     click.echo("hub scheduler: stopped", err=True)

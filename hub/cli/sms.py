@@ -14,7 +14,7 @@ import time
 import click
 
 from hub.cli.context import HubGroup, command_context, config_option
-from hub.notify.service import drain_all
+from hub.notify.service import drain
 
 
 @click.group("sms", cls=HubGroup, help="The SMS outbox.")
@@ -25,19 +25,17 @@ def sms() -> None:
 @sms.command("drain")
 @click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
 @config_option
-@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True,
-              help="Messages claimed per batch.")
 @click.option("--now", default=None, metavar="ISO", help="Drain as if it were this time (with --once).")
-def drain_command(once: bool, limit: int, now: str | None) -> None:
-    """Hand queued SMS to the gateway (retries wait their backoff; failures raise an alert)."""
+def drain_command(once: bool, now: str | None) -> None:
+    """Hand queued SMS to the gateway, [sms] concurrency at a time (retries wait their backoff; failures raise an alert)."""
     if now and not once:
         click.echo("hub: --now only makes sense with --once", err=True)
         sys.exit(2)
     ctx = command_context(now_text=now)
     try:
         while True:
-            report = drain_all(ctx.sessions, ctx.gateway, ctx.clock.now(), settings=ctx.settings, limit=limit,
-                               on_failed=ctx.on_delivery_failed)
+            report = drain(ctx.sessions, ctx.gateway, ctx.clock, settings=ctx.settings,
+                           on_failed=ctx.on_delivery_failed)
             if once or report:
                 click.echo(f"sms drain: sent {report.sent}, retrying later {report.retried}, "
                            f"failed {report.failed}, reclaimed {report.reclaimed}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,7 +29,6 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from hub import access
 from hub.audit.service import record as audit
 from hub.config import Policy
-from hub.db import skip_locked
 from hub.directory import cache as directory_cache
 from hub.directory import service as directory
 from hub.directory.models import Agency, Contact
@@ -213,9 +213,12 @@ def fire_step(session: Session, referral, policy: Policy, step: int, repeat: int
     return len(contacts)
 
 
-def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, targets: Targets,
-                  outbox: notify.OutboxBatch | None = None) -> int:
-    """One overdue alert per referral and clock, texted to the coordinators of the recipient's province."""
+def raise_overdue(session: Session, referral, now: dt.datetime, *, targets: Targets) -> int:
+    """One overdue alert per referral and clock, for the coordinators' board and /metrics; 1 if raised now.
+
+    It texts nobody: the ladder is the one voice that texts people about a referral, and its own
+    coordinator steps reach the committees on this clock (docs/design-notes.md, "Overdue alerts").
+    """
     recipient = targets.agency(referral.to_agency_id)
     province = recipient.province if recipient is not None else None
     alert = notify.raise_alert(session, kind="overdue", referral_id=referral.id, province=province,
@@ -223,14 +226,6 @@ def raise_overdue(session: Session, referral, now: dt.datetime, *, settings, tar
     if alert is None:
         return 0
     log.warning("escalation overdue referral=%s clock=%s", referral.id, referral.clock)
-    contacts = targets.resolve(referral, "coordinator.province") or targets.resolve(referral, "coordinator.national")
-    batch = outbox if outbox is not None else notify.OutboxBatch(session, now=now, settings=settings)
-    for contact in contacts:
-        batch.enqueue(dedupe_key=f"alert:{referral.id}:{referral.clock}:{contact.id}", to_phone=contact.phone,
-                      lang=contact.lang, template="alert", values={"code": referral.code, "reason_code": "overdue"},
-                      contact_id=contact.id, referral_id=referral.id, clock=referral.clock)
-    if outbox is None:
-        batch.flush()
     return 1
 
 
@@ -261,7 +256,7 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
     step, repeat, alerted = referral.step, referral.repeat, referral.overdue_alerted_at
     alert_at = deadline(policy, clock, started) + settings.alert_after
     if alerted is None and now >= alert_at:
-        out.alerts += raise_overdue(session, referral, now, settings=settings, targets=targets, outbox=outbox)
+        out.alerts += raise_overdue(session, referral, now, targets=targets)
         alerted = now
     # A text of the current step failed (delivery_failed), or the previous step reached nobody:
     # the next one fires now, whatever its time.
@@ -388,10 +383,12 @@ class SweepReport:
 
 
 def due_query(now: dt.datetime, limit: int, *, exclude: Iterable[str] = ()) -> sa.Select:
-    """Due open referrals, oldest due first: a range scan of ix_referral_due, whatever exists besides."""
+    """Due open referrals, oldest due first: a range scan of ix_referral_due, whatever exists besides.
+
+    Locked as claimed, skipping rows another sweep holds (PostgreSQL; SQLite locks the whole database)."""
     stmt = (sa.select(Referral)
             .where(Referral.next_step_at <= now, Referral.status.in_(OPEN_STATES))
-            .order_by(Referral.next_step_at, Referral.id).limit(limit))
+            .order_by(Referral.next_step_at, Referral.id).limit(limit).with_for_update(skip_locked=True))
     exclude = list(exclude)
     if exclude:
         stmt = stmt.where(Referral.id.not_in(exclude))
@@ -407,7 +404,7 @@ def sweep_batch(session: Session, now: dt.datetime, *, settings, limit: int = 50
     rows stay locked until then, and other sweeps skip them. ``claimed``, if
     given, receives the ids as soon as they are claimed (before any step fires).
     """
-    referrals = list(session.scalars(skip_locked(due_query(now, limit, exclude=exclude), session)))
+    referrals = list(session.scalars(due_query(now, limit, exclude=exclude)))
     ids = [r.id for r in referrals]
     if claimed is not None:
         claimed.extend(ids)
@@ -439,13 +436,15 @@ def apply_many(session: Session, results: list[Advance]) -> None:
             raise FenceLost(f"{len(group) - changed} of {len(group)} referrals changed under the sweep")
 
 
-def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings, limit: int = 500) -> SweepReport:
+def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings, limit: int = 500,
+          stop: threading.Event | None = None) -> SweepReport:
     """Advance every referral due at ``now``: batches of at most ``limit``, one short transaction each.
 
-    Repeats until nothing due is left that this sweep may take. Any number of
-    sweeps may run at once (see the module docstring). A referral whose batch
-    fails is retried alone; if it fails alone it is logged, counted in
-    ``errors`` and left due for the next sweep.
+    Repeats until nothing due is left that this sweep may take, or ``stop`` is
+    set (then it returns after the batch under way; the rest stays due). Any
+    number of sweeps may run at once (see the module docstring). A referral
+    whose batch fails is retried alone; if it fails alone it is logged, counted
+    in ``errors`` and left due for the next sweep.
     """
     started = time.perf_counter()
     report = SweepReport()
@@ -468,7 +467,7 @@ def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings,
         for name in ("claimed", "steps", "messages", "alerts", "errors"):
             setattr(report, name, getattr(report, name) + getattr(batch, name))
         report.batches += 1
-        if len(claimed) < limit:
+        if len(claimed) < limit or (stop is not None and stop.is_set()):
             break
     report.seconds = time.perf_counter() - started
     if report.claimed or report.errors:
@@ -482,8 +481,7 @@ def _one_by_one(session_factory, now, *, settings, ids: list[str], broken: set[s
     for referral_id in ids:
         try:
             with session_factory() as session, session.begin():
-                stmt = due_query(now, 1).where(Referral.id == referral_id)
-                referral = session.scalar(skip_locked(stmt, session))
+                referral = session.scalar(due_query(now, 1).where(Referral.id == referral_id))
                 if referral is None:  # done meanwhile by another sweep, or no longer due
                     continue
                 result = advance(session, referral, now, settings=settings)

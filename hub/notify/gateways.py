@@ -8,6 +8,7 @@ Logs name message ids and error codes only, never a body or a phone number.
 """
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import logging
 import os
@@ -163,6 +164,10 @@ class TwilioGateway:
     Twilio's Messages API has no idempotency key: a timeout after Twilio took
     the message is reported as retryable, so the message may go out twice.
     For a referral alert, twice is better than never.
+
+    ``timeout`` (seconds) bounds the wait to connect and, again, the wait for
+    Twilio's answer, so one send takes at most about twice that. One gateway
+    may send from many threads at once (the outbox drain's ``concurrency``).
     """
 
     name = "twilio"
@@ -192,14 +197,23 @@ class TwilioGateway:
         self.messaging_service_sid = messaging_service_sid
         self.api_base = api_base
         self.timeout = timeout
-        if api_base:
-            self._http: TwilioHttpClient = ApiBaseHttpClient(api_base, timeout=timeout)
-        else:
-            self._http = TwilioHttpClient(timeout=timeout)
-        # One SDK client per token, sharing one connection pool.
-        self._clients = [Client(account_sid, token, http_client=self._http) for token in tokens]
+        self._tokens = tokens
+        # The SDK's HTTP client keeps the response it is reading on itself, so a client must not
+        # serve two threads at once: each sending thread gets its own HTTP client (one keep-alive
+        # connection) and one SDK client per token on it.
+        self._local = threading.local()
         self._current = 0
         self._lock = threading.Lock()
+        self._clients()  # a bad api_base is a start-up error, not a failed send
+
+    def _clients(self) -> list[Client]:
+        clients = getattr(self._local, "clients", None)
+        if clients is None:
+            http = (ApiBaseHttpClient(self.api_base, timeout=self.timeout, pool_size=1) if self.api_base
+                    else TwilioHttpClient(timeout=self.timeout))
+            clients = self._local.clients = [Client(self.account_sid, token, http_client=http)
+                                             for token in self._tokens]
+        return clients
 
     def send(self, *, to: str, body: str, status_callback: str | None = None) -> SendResult:
         params: dict[str, Any] = {"to": to, "body": body}
@@ -210,12 +224,13 @@ class TwilioGateway:
         if status_callback:
             params["status_callback"] = status_callback
 
+        clients = self._clients()
         start = self._current
-        count = len(self._clients)
+        count = len(clients)
         for attempt in range(count):
             index = (start + attempt) % count
             try:
-                message = self._clients[index].messages.create(**params)
+                message = clients[index].messages.create(**params)
             except (TwilioRestException, TwilioServiceException) as exc:
                 if exc.status == 401 and attempt + 1 < count:
                     log.warning(
@@ -266,8 +281,9 @@ def make_gateway(settings_like: Mapping[str, Any]) -> SmsGateway:
 
     Keys: ``gateway`` ("console" or "twilio"); for twilio ``account_sid``,
     ``auth_tokens``, one of ``from_number`` / ``messaging_service_sid``, and
-    optionally ``api_base`` and ``timeout``. Other keys are ignored, so
-    ``dataclasses.asdict(settings.sms)`` can be passed as is.
+    optionally ``api_base`` and ``send_timeout`` (a timedelta, default 10 s).
+    Other keys are ignored, so ``dataclasses.asdict(settings.sms)`` can be
+    passed as is.
     """
     kind = settings_like.get("gateway") or "console"
     if kind == "console":
@@ -279,6 +295,6 @@ def make_gateway(settings_like: Mapping[str, Any]) -> SmsGateway:
             from_number=settings_like.get("from_number") or None,
             messaging_service_sid=settings_like.get("messaging_service_sid") or None,
             api_base=settings_like.get("api_base") or None,
-            timeout=settings_like.get("timeout") or 10,
+            timeout=(settings_like.get("send_timeout") or dt.timedelta(seconds=10)).total_seconds(),
         )
     raise ConfigError(f"sms gateway {kind!r} is unknown; use one of: {', '.join(GATEWAY_NAMES)}")

@@ -2,22 +2,32 @@
 
 A message is written to the outbox in the same transaction as the change that
 causes it, so a rolled-back change sends nothing and a committed one is never
-lost. ``drain`` hands due messages to the gateway outside any transaction:
+lost. ``drain`` hands due messages to the gateway outside any transaction,
+up to ``[sms] concurrency`` at a time:
 
-1. claim: in a short transaction, take due rows (``FOR UPDATE SKIP LOCKED`` on
-   PostgreSQL, so parallel drains take different rows), mark them "sending"
-   with ``claimed_at`` and one more attempt, commit;
-2. send: call the gateway for each, holding no lock and no transaction;
-3. record: one short transaction per message: "sent" with the provider's id,
-   back to "queued" with exponential backoff on a retryable error, or "failed"
-   (non-retryable, or the last attempt) with an alert and the escalation hook.
+1. claim: whenever a send slot is free, in a short transaction, take as many
+   due rows as there are free slots (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
+   so parallel drains take different rows), mark them "sending" with
+   ``claimed_at`` and one more attempt, commit; so a drain never holds a
+   claim it is not sending;
+2. send: each claimed message on its own thread, holding no lock and no
+   transaction; the gateway gives up after ``[sms] send_timeout`` to connect
+   and again for the answer;
+3. record: one short transaction per message, in the drain's thread: "sent"
+   with the provider's id, back to "queued" with exponential backoff on a
+   retryable error, or "failed" (non-retryable, or the last attempt) with an
+   alert and the escalation hook.
 
 A row left "sending" (the process died between 1 and 3) is reclaimed by a
-later drain once its lease (:data:`LEASE`) has passed. If the process died
-after the gateway took the message and before step 3 committed, the reclaimed
-message goes out a second time: Twilio's Messages API has no idempotency key.
-That is the only way a text is sent twice; for a referral alert, twice is
-better than never. Nothing ever deletes a message.
+later drain once its lease (:func:`lease`: twice the send timeout plus
+:data:`LEASE_MARGIN`) has passed: a killed drain strands at most
+``concurrency`` messages, for at most the lease plus one tick. If the process
+died after the gateway took a message and before step 3 committed, the
+reclaimed message goes out a second time: Twilio's Messages API has no
+idempotency key. That is the only way a text is sent twice, at most the
+messages in flight at the kill; for a referral alert, twice is better than
+never. A drain told to stop (``stop``) claims nothing more and records what
+it is sending before it returns. Nothing ever deletes a message.
 """
 from __future__ import annotations
 
@@ -27,6 +37,8 @@ import hashlib
 import logging
 import random
 import secrets
+import threading
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
-from hub.db import UTCDateTime, skip_locked
+from hub.db import UTCDateTime
 from hub.errors import NotFound, log_failure
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
@@ -48,7 +60,7 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE = dt.timedelta(seconds=30)
 BACKOFF_CAP = dt.timedelta(minutes=30)
 BACKOFF_JITTER = 0.2  # +-20 %
-LEASE = dt.timedelta(minutes=5)
+LEASE_MARGIN = dt.timedelta(seconds=5)
 
 # Outbox states in the order a message moves through them. The three final
 # states share the top rank: whichever arrives first stays, except that
@@ -71,64 +83,29 @@ _ACK = AckToken.__table__
 _ALERT = Alert.__table__
 
 
-# SQLAlchemy 2.0 keeps a dialect's INSERT ... ON CONFLICT out of its compiled cache ("[no key]" in
-# the log): neither the dialect's Insert nor its OnConflictDoNothing provides a cache key. The
-# outbox's clause never varies, ON CONFLICT (dedupe_key) DO NOTHING, so these subclasses give it
-# one (its class) and let the statements below compile once per engine.
-class _PgDoNothingOnDedupeKey(postgresql.dml.OnConflictDoNothing):
-    inherit_cache = False
-    _traverse_internals = []  # fixed by __init__: the class is the whole key
-
-    def __init__(self):
-        super().__init__(index_elements=["dedupe_key"])
+# The dialects' INSERT ... ON CONFLICT (dedupe_key) DO NOTHING: SQLAlchemy 2.1 gives it a cache key, so
+# each statement below compiles once per engine.
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-class _SqliteDoNothingOnDedupeKey(sqlite.dml.OnConflictDoNothing):
-    inherit_cache = False
-    _traverse_internals = []
-
-    def __init__(self):
-        super().__init__(index_elements=["dedupe_key"])
-
-
-class _PgDedupeInsert(postgresql.Insert):
-    inherit_cache = True  # the standard Insert's key, which includes the ON CONFLICT clause's
-
-
-class _SqliteDedupeInsert(sqlite.Insert):
-    inherit_cache = True
-
-
-_DO_NOTHING = {_PgDedupeInsert: _PgDoNothingOnDedupeKey, _SqliteDedupeInsert: _SqliteDoNothingOnDedupeKey}
-
-
-def _on_dedupe_key_do_nothing(stmt: sa.Insert) -> sa.Insert:
-    """``stmt.on_conflict_do_nothing(index_elements=["dedupe_key"])``, with the cacheable clause."""
-    stmt = stmt._generate()
-    stmt._post_values_clause = _DO_NOTHING[type(stmt)]()
-    return stmt
-
-
-def _dedupe_insert(insert_cls: type, table: sa.Table) -> sa.Insert:
+def _dedupe_insert(dialect: str, table: sa.Table) -> sa.Insert:
     """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, every column a bind parameter.
 
     Built once per dialect at import and compiled once (see above); a list of
     parameter sets runs as one executemany (batched multi-row VALUES).
     """
     values = {c.name: sa.bindparam(c.name) for c in table.c if c.name != "id"}  # typed as the column when compiled
-    return _on_dedupe_key_do_nothing(insert_cls(table).values(values)).returning(table.c.id)
+    return (_INSERTS[dialect](table).values(values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(table.c.id))
 
 
-_INSERT_OUTBOX = {"postgresql": _dedupe_insert(_PgDedupeInsert, _OUTBOX),
-                  "sqlite": _dedupe_insert(_SqliteDedupeInsert, _OUTBOX)}
-_INSERT_ALERT = {"postgresql": _dedupe_insert(_PgDedupeInsert, _ALERT),
-                 "sqlite": _dedupe_insert(_SqliteDedupeInsert, _ALERT)}
+_INSERT_OUTBOX = {dialect: _dedupe_insert(dialect, _OUTBOX) for dialect in _INSERTS}
+_INSERT_ALERT = {dialect: _dedupe_insert(dialect, _ALERT) for dialect in _INSERTS}
 _INSERT_ACK = sa.insert(_ACK).values({c.name: sa.bindparam(c.name) for c in _ACK.c
                                       if c.name not in ("used_at", "voided_at")})
 
 
-def _unnest_insert(table: sa.Table, varying: dict[str, type], constant: dict[str, Any],
-                   insert_cls: type = sa.Insert) -> sa.Insert:
+def _unnest_insert(table: sa.Table, varying: dict[str, type], constant: dict[str, Any]) -> postgresql.Insert:
     """PostgreSQL, many rows: ``INSERT ... SELECT * FROM unnest(:a_col::type[], ...)``.
 
     One short statement and one parameter set (an array per varying column) for
@@ -139,17 +116,17 @@ def _unnest_insert(table: sa.Table, varying: dict[str, type], constant: dict[str
     rows = sa.func.unnest(*[sa.bindparam(f"a_{n}", type_=postgresql.ARRAY(t)) for n, t in varying.items()]) \
         .table_valued(*[sa.column(n, t) for n, t in varying.items()]).render_derived()
     select = sa.select(*[rows.c[n] for n in varying], *constant.values())
-    return insert_cls(table).from_select([*varying, *constant], select)
+    return postgresql.insert(table).from_select([*varying, *constant], select)
 
 
 _NOW = sa.bindparam("now", type_=UTCDateTime())
 _OUTBOX_VARYING = {"dedupe_key": sa.Text, "to_phone": sa.Text, "contact_id": sa.Integer, "lang": sa.Text,
                    "template": sa.Text, "body": sa.Text, "referral_id": sa.Text, "clock": sa.Text,
                    "step": sa.Integer, "repeat": sa.Integer, "callback_nonce": sa.Text}
-_INSERT_OUTBOX_PG_MANY = _on_dedupe_key_do_nothing(_unnest_insert(_OUTBOX, _OUTBOX_VARYING, {
+_INSERT_OUTBOX_PG_MANY = _unnest_insert(_OUTBOX, _OUTBOX_VARYING, {
     "status": sa.literal("queued", sa.String), "attempts": sa.literal(0, sa.Integer), "created_at": _NOW,
     "updated_at": _NOW,
-}, _PgDedupeInsert)).returning(_OUTBOX.c.id)
+}).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(_OUTBOX.c.id)
 _ACK_VARYING = {"token_hash": sa.Text, "referral_id": sa.Text, "clock": sa.Text, "contact_id": sa.Integer}
 _INSERT_ACK_PG_MANY = _unnest_insert(_ACK, _ACK_VARYING, {"created_at": _NOW})
 
@@ -421,9 +398,7 @@ def move_status(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
 def record_status(session: Session, nonce: str, provider_status: str, now: dt.datetime,
                   error_code: str | None = None, on_failed: FailedHook | None = None) -> OutboxMessage:
     """A delivery report for the message with this callback nonce. NotFound for an unknown nonce."""
-    stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce).with_for_update()
     message = session.scalar(stmt) if nonce and len(nonce) <= 64 else None
     if message is None:
         raise NotFound("no message has this status callback address")
@@ -438,6 +413,12 @@ def record_status(session: Session, nonce: str, provider_status: str, now: dt.da
 
 
 # -- drain -------------------------------------------------------------------------
+
+
+def lease(settings) -> dt.timedelta:
+    """How long a claim holds a message: the longest a send can take (connect, then answer, each
+    within ``send_timeout``) plus a margin; after that another drain may send it."""
+    return 2 * settings.sms.send_timeout + LEASE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -471,15 +452,17 @@ def backoff(attempts: int, rng: random.Random | None = None) -> dt.timedelta:
     return base * factor
 
 
-def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int) -> tuple[list[_Claim], int]:
+def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int,
+           held_for: dt.timedelta) -> tuple[list[_Claim], int]:
+    """Up to ``limit`` due messages (queued and due, or left "sending" longer than ``held_for``), marked sending."""
     due = sa.or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now)
     stuck = sa.and_(OutboxMessage.status == "sending",
-                    sa.or_(OutboxMessage.claimed_at.is_(None), OutboxMessage.claimed_at <= now - LEASE))
+                    sa.or_(OutboxMessage.claimed_at.is_(None), OutboxMessage.claimed_at <= now - held_for))
     with session_factory() as session, session.begin():
         stmt = (sa.select(OutboxMessage)
                 .where(sa.or_(sa.and_(OutboxMessage.status == "queued", due), stuck))
-                .order_by(OutboxMessage.id).limit(limit))
-        rows = list(session.scalars(skip_locked(stmt, session)))
+                .order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True))
+        rows = list(session.scalars(stmt))
         claims, reclaimed = [], 0
         for row in rows:
             if row.status == "sending":
@@ -495,10 +478,9 @@ def _claim(session_factory: sessionmaker[Session], now: dt.datetime, limit: int)
 
 def _mine(session: Session, claim: _Claim) -> OutboxMessage | None:
     """The claimed row, unless another drain reclaimed it meanwhile (then its result stands)."""
-    stmt = sa.select(OutboxMessage).where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.scalar(stmt)
+    return session.scalar(sa.select(OutboxMessage)
+                          .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
+                          .with_for_update())
 
 
 # The gateway took the message: one UPDATE, fenced on our claim (attempts), no SELECT first.
@@ -512,71 +494,100 @@ _RECORD_SENT = (
 )
 
 
-def _record_sent(engine: sa.Engine, claim: _Claim, provider_id: str, now: dt.datetime) -> bool:
-    with engine.begin() as conn:
-        result = conn.execute(_RECORD_SENT, {"claim_id": claim.id, "claim_attempts": claim.attempts,
-                                             "provider_id": provider_id, "now": now})
-    return result.rowcount == 1
+def _send(gateway: SmsGateway, claim: _Claim, callback: str | None):
+    """One send, on a sending thread: the provider's result, or the GatewayError to record."""
+    try:
+        return gateway.send(to=claim.to, body=claim.body, status_callback=callback)
+    except GatewayError as exc:
+        return exc
+    except Exception as exc:  # a gateway bug: keep the message and try again later
+        log_failure(log, "sms gateway raised %s for message=%s", type(exc).__name__, claim.id)
+        return GatewayError(f"the gateway failed unexpectedly ({type(exc).__name__})", True)
 
 
-def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.datetime, *, settings,
-          limit: int = 100, on_failed: FailedHook | None = None) -> DrainReport:
-    """Hand up to ``limit`` due messages to ``gateway``; see the module docstring for the guarantees."""
-    claims, reclaimed = _claim(session_factory, now, limit)
-    if not claims:
-        return DrainReport(reclaimed=reclaimed)
-    with session_factory() as session:
-        engine = session.get_bind()
-    callbacks = settings.sms.status_callbacks and getattr(gateway, "name", None) == "twilio"
-    sent = retried = failed = 0
-    for claim in claims:
-        callback = f"{settings.public_base_url}/webhooks/twilio/status/{claim.nonce}" if callbacks else None
-        try:
-            result = gateway.send(to=claim.to, body=claim.body, status_callback=callback)
-            error: GatewayError | None = None
-        except GatewayError as exc:
-            result, error = None, exc
-        except Exception as exc:  # a gateway bug: keep the message and try again later
-            log_failure(log, "sms gateway raised %s for message=%s", type(exc).__name__, claim.id)
-            result, error = None, GatewayError(f"the gateway failed unexpectedly ({type(exc).__name__})", True)
-
-        if error is None:
-            sent += _record_sent(engine, claim, result.provider_id, now)
-            continue
+def _record(session_factory: sessionmaker[Session], claim: _Claim, outcome, now: dt.datetime,
+            on_failed: FailedHook | None) -> str | None:
+    """Write one send's outcome, fenced on the claim; "sent", "retried", "failed", or None if it was not ours."""
+    if not isinstance(outcome, GatewayError):
         with session_factory() as session, session.begin():
-            message = _mine(session, claim)
-            if message is None or message.status != "sending":
-                # Reclaimed by another drain, or a delivery report came in: the provider took it
-                # after all (a timeout after Twilio had the message); trying again would send it twice.
-                continue
-            if error.retryable and claim.attempts < MAX_ATTEMPTS:
-                message.status = "queued"
-                message.next_attempt_at = now + backoff(claim.attempts)
-                message.last_error = error.message[:200]
-                message.updated_at = now
-                retried += 1
-                log.info("sms retry message=%s attempt=%d next=%s", claim.id, claim.attempts,
-                         message.next_attempt_at.isoformat())
-            else:
-                message.status = "failed"
-                message.last_error = error.message[:200]
-                message.updated_at = now
-                failed += 1
-                log.warning("sms failed message=%s attempts=%d retryable=%s", claim.id, claim.attempts,
-                            error.retryable)
-                session.flush()
-                _message_failed(session, message, now, on_failed)
-    return DrainReport(sent=sent, retried=retried, failed=failed, reclaimed=reclaimed)
+            result = session.connection().execute(_RECORD_SENT, {
+                "claim_id": claim.id, "claim_attempts": claim.attempts, "provider_id": outcome.provider_id,
+                "now": now})
+        return "sent" if result.rowcount == 1 else None
+    error = outcome
+    with session_factory() as session, session.begin():
+        message = _mine(session, claim)
+        if message is None or message.status != "sending":
+            # Reclaimed by another drain, or a delivery report came in: the provider took it
+            # after all (a timeout after Twilio had the message); trying again would send it twice.
+            return None
+        message.last_error = error.message[:200]
+        message.updated_at = now
+        if error.retryable and claim.attempts < MAX_ATTEMPTS:
+            message.status = "queued"
+            message.next_attempt_at = now + backoff(claim.attempts)
+            log.info("sms retry message=%s attempt=%d next=%s", claim.id, claim.attempts,
+                     message.next_attempt_at.isoformat())
+            return "retried"
+        message.status = "failed"
+        log.warning("sms failed message=%s attempts=%d retryable=%s", claim.id, claim.attempts, error.retryable)
+        session.flush()
+        _message_failed(session, message, now, on_failed)
+        return "failed"
 
 
-def drain_all(session_factory: sessionmaker[Session], gateway: SmsGateway, now: dt.datetime, *, settings,
-              limit: int = 100, on_failed: FailedHook | None = None) -> DrainReport:
-    """Drain until nothing is due at ``now``; the sum of the reports."""
-    total = DrainReport()
-    while True:
-        report = drain(session_factory, gateway, now, settings=settings, limit=limit, on_failed=on_failed)
-        total = DrainReport(*(a + b for a, b in zip(
-            (total.sent, total.retried, total.failed, total.reclaimed),
-            (report.sent, report.retried, report.failed, report.reclaimed))))
-        if not report:
-            return total
+def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, clock, *, settings,
+          concurrency: int | None = None, stop: threading.Event | None = None,
+          executor: Executor | None = None, on_failed: FailedHook | None = None) -> DrainReport:
+    """Hand due messages to ``gateway``, ``concurrency`` (default ``[sms] concurrency``) at a time, until none
+    is due at a claim or ``stop`` is set; see the module docstring for the guarantees.
+
+    The sends run on ``executor`` (at least ``concurrency`` threads; the scheduler keeps one), else on
+    threads of this call's own. ``clock`` times claims and records; ``gateway`` must be safe to call from
+    several threads (both of hub.notify.gateways are). ``on_failed`` hears of each message that failed
+    for good (the escalation engine's hook, given at wiring time).
+    """
+    slots = concurrency or settings.sms.concurrency
+    held_for = lease(settings)
+    callbacks = settings.sms.status_callbacks and getattr(gateway, "name", None) == "twilio"
+    pool = executor or ThreadPoolExecutor(slots, thread_name_prefix="hub-sms-send")
+    in_flight: dict[Future, _Claim] = {}
+    counts = {"sent": 0, "retried": 0, "failed": 0}
+    reclaimed = 0
+    more = True
+    claim_error: Exception | None = None
+    try:
+        while True:
+            free = slots - len(in_flight)
+            if more and free > 0 and not (stop is not None and stop.is_set()):
+                try:
+                    claims, stuck = _claim(session_factory, clock.now(), free, held_for)
+                except Exception as exc:  # the database went away: record what is in flight, then report it
+                    claims, stuck, claim_error = [], 0, exc
+                reclaimed += stuck
+                more = len(claims) == free  # fewer than asked for: nothing else is due now
+                for claim in claims:
+                    callback = (f"{settings.public_base_url}/webhooks/twilio/status/{claim.nonce}"
+                                if callbacks else None)
+                    in_flight[pool.submit(_send, gateway, claim, callback)] = claim
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                claim = in_flight.pop(future)
+                outcome = future.result()  # a BaseException (the process is going down) propagates
+                try:
+                    recorded = _record(session_factory, claim, outcome, clock.now(), on_failed)
+                except Exception:
+                    # The row stays "sending" and is reclaimed after its lease (a second copy if it was sent).
+                    log_failure(log, "sms outcome of message=%s not recorded; it is reclaimed after the lease",
+                                claim.id)
+                    continue
+                if recorded is not None:
+                    counts[recorded] += 1
+    finally:
+        if executor is None:
+            pool.shutdown(wait=True)
+    if claim_error is not None:
+        raise claim_error
+    return DrainReport(sent=counts["sent"], retried=counts["retried"], failed=counts["failed"], reclaimed=reclaimed)

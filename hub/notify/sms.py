@@ -33,7 +33,6 @@ URGENCIES = frozenset({"urgent", "normal"})
 CHOICES: Mapping[str, Mapping[str, frozenset[str]]] = {
     "new_referral": {"urgency": URGENCIES, "action": frozenset({"acknowledge", "decide", "confirm_arrival"})},
     "escalated": {"urgency": URGENCIES},
-    "alert": {"reason_code": frozenset({"overdue", "sms_failed", "no_contact"})},
     "reply_ok": {"action": frozenset({"acknowledge", "accept", "decline", "beds"})},
     "reply_already": {"state": frozenset({"acknowledged", "accepted", "declined", "in_care", "closed", "withdrawn",
                                           "failed"})},
@@ -49,7 +48,6 @@ PLACEHOLDERS: Mapping[str, frozenset[str]] = {
     "taken": frozenset({"code", "by"}),
     "failed": frozenset({"code", "by"}),
     "escalated": frozenset({"code", "sender", "urgency", "step", "link"}),
-    "alert": frozenset({"code", "reason_code"}),
     "reply_help": frozenset(),
     "reply_ok": frozenset({"code", "action"}),
     "reply_already": frozenset({"code", "state", "by"}),

@@ -217,6 +217,11 @@ class FakeTwilio:
         self._fail_numbers: dict[str, tuple[int, int]] = {}
         self._undeliverable: dict[str, tuple[str, int]] = {}
         self._delays: list[float] = []
+        self._delay_every = 0.0
+        self._hang_until = 0.0
+        self._hang_delay = 0.0
+        self.in_flight = 0  # API requests being answered now
+        self.max_in_flight = 0  # the most answered at once since start (or clear)
         self._connections: set[socket.socket] = set()
         self._callbacks: queue.Queue[tuple[str, str] | None] = queue.Queue()
         self.callback_results: list[tuple[str, str, int | str]] = []  # (sid, status, HTTP status or error)
@@ -293,6 +298,7 @@ class FakeTwilio:
             self._by_sid.clear()
             self.callback_results.clear()
             self.request_count = 0
+            self.max_in_flight = self.in_flight
 
     # -- failures on demand ------------------------------------------------
 
@@ -324,6 +330,18 @@ class FakeTwilio:
         with self._lock:
             self._delays.extend([seconds] * n)
 
+    def delay_every(self, seconds: float) -> None:
+        """Every API request from now on is answered only after ``seconds`` (a slow provider; 0 to stop)."""
+        with self._lock:
+            self._delay_every = seconds
+
+    def hang_for(self, seconds: float, answer_after: float) -> None:
+        """For the next ``seconds``, every API request arriving is answered only after ``answer_after``
+        (longer than the client's timeout: a provider that hangs). The message is still taken then."""
+        with self._lock:
+            self._hang_until = time.monotonic() + seconds
+            self._hang_delay = answer_after
+
     def recover(self) -> None:
         """Forget every pending failure and delay."""
         with self._lock:
@@ -332,6 +350,8 @@ class FakeTwilio:
             self._fail_numbers.clear()
             self._undeliverable.clear()
             self._delays.clear()
+            self._delay_every = 0.0
+            self._hang_until = 0.0
 
     # -- webhooks Twilio would send ----------------------------------------
 
@@ -449,8 +469,23 @@ class FakeTwilio:
 
     def _handle(self, request: Request) -> Response:
         with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._answer(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, request: Request) -> Response:
+        with self._lock:
             self.request_count += 1
-            delay = self._delays.pop(0) if self._delays else 0.0
+            if self._delays:
+                delay = self._delays.pop(0)
+            elif time.monotonic() < self._hang_until:
+                delay = self._hang_delay
+            else:
+                delay = self._delay_every
             failure = self._fail_next.pop(0) if self._fail_next else None
             if failure is None and time.monotonic() < self._fail_until:
                 failure = (self._fail_for_status, None)

@@ -159,3 +159,20 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut(db, settings, clock)
             enqueue_many(session, [row("ok"), dict(row("long"), to_phone="+44" + "7" * 40)], now=clock.now(),
                          settings=settings)
     assert stored(db) == []
+
+
+def test_the_outbox_inserts_compile_once_per_engine(db, settings, clock, caplog):
+    """INSERT ... ON CONFLICT DO NOTHING is built with the dialect's public construct and hits the
+    compiled cache from its second use: SQLAlchemy's log says "cached since", never "no key"."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine.Engine"):
+        for i in range(3):  # one row (the single-row statement) and three rows (the bulk one), three times
+            with db() as session, session.begin():
+                enqueue(session, now=clock.now(), settings=settings, **row(f"one-{i}"))
+                enqueue_many(session, [row(f"many-{i}-{k}") for k in range(3)], now=clock.now(), settings=settings)
+    inserts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("INSERT INTO outbox_message")]
+    stats = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[")]
+    assert len(inserts) >= 6
+    assert not [s for s in stats if s.startswith("[no key")], stats
+    assert sum(s.startswith("[cached since") for s in stats) >= 4, stats  # both inserts, uses two and three

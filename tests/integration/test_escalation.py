@@ -322,20 +322,34 @@ def test_an_undelivered_text_of_an_earlier_step_changes_nothing(db, submit, sett
     assert {s for _, s, _, _ in steps(db, ref["id"])} == {0, 1}
 
 
-def test_overdue_alert_is_raised_once_and_texted_to_the_province(db, submit, settings, clock):
+def test_overdue_alert_is_raised_once_and_texts_nobody(db, submit, settings, clock):
     ref = submit(urgency="urgent")
     sweep_at(db, settings, clock, T0 + 30 * M)
     sweep_at(db, settings, clock, T0 + 35 * M - S)
     with db() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Alert)) == 0
-    for minutes in (35, 36, 90, 200):
+    queued = len(texts(db, "", ref["id"]))
+    report = sweep_at(db, settings, clock, T0 + 35 * M)
+    assert (report.alerts, report.messages) == (1, 0)  # on the board and in /metrics, no text
+    assert len(texts(db, "", ref["id"])) == queued
+    for minutes in (36, 90, 200):
         sweep_at(db, settings, clock, T0 + minutes * M)
     with db() as s:
         alerts = s.scalars(sa.select(Alert).where(Alert.kind == "overdue")).all()
     assert [(a.referral_id, a.province) for a in alerts] == [(ref["id"], "KH-12")]
-    texted = texts(db, "alert:", ref["id"])
-    assert sorted(t["agency"] for t in texted) == ["pp-committee", "pp-committee"]
-    assert {t["template"] for t in texted} == {"alert"}
+    assert {t["template"] for t in texts(db, "", ref["id"])} == {"new_referral", "escalated"}  # the ladder only
+
+
+def test_a_coordinator_gets_one_text_when_the_alert_and_their_step_fall_in_one_sweep(db, submit, settings, clock):
+    """After downtime the overdue alert and the provincial committee's step are due together: the
+    committee hears about the referral once, from the ladder."""
+    ref = submit(urgency="urgent")
+    report = sweep_at(db, settings, clock, T0 + 60 * M)
+    assert report.alerts == 1
+    committee = [t for t in texts(db, "", ref["id"]) if t["agency"] == "pp-committee"]
+    assert len(committee) == 2  # the committee's two contacts
+    assert len({t["phone"] for t in committee}) == 2
+    assert {(t["template"], t["step"]) for t in committee} == {("escalated", 2)}
 
 
 # -- crashes -------------------------------------------------------------------------------------------
@@ -453,7 +467,7 @@ def test_the_embedded_scheduler_sweeps_every_tick(app, db, submit, settings, clo
         while row(db, ref["id"]).step < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert row(db, ref["id"]).step == 1
-        assert {j.id for j in scheduler.get_jobs()} == {"escalation-sweep", "outbox-drain"}
+        assert {j.id for j in scheduler.get_jobs()} == {"escalation-sweep", "outbox-drain", "audit-sequencer"}
     finally:
         scheduler.shutdown(wait=True)
 

@@ -12,7 +12,7 @@ from hub.audit.models import AuditEntry
 from hub.directory.models import Agency
 from hub.notify.gateways import ConsoleGateway
 from hub.notify.models import AckToken, OutboxMessage
-from hub.notify.service import drain_all, enqueue, issue_ack_token, onetap_link, void_ack_tokens
+from hub.notify.service import drain, enqueue, issue_ack_token, onetap_link, void_ack_tokens
 from hub.referrals.models import Referral
 from tests.factories import add_contact, body_secrets, fictional_body
 
@@ -196,7 +196,7 @@ def test_no_sms_body_holds_any_string_from_the_packet_body(client, db, settings,
         enqueue(session, dedupe_key="acked", to_phone="+447700900401", lang="en", template="acknowledged",
                 values={"code": ref["code"], "by": "pp-shelter-a"}, now=clock.now(), settings=settings)
     console = ConsoleGateway(stream=io.StringIO())
-    drain_all(db, console, clock.now(), settings=settings)
+    drain(db, console, clock, settings=settings)
 
     with db() as session:
         stored = list(session.scalars(sa.select(OutboxMessage.body)))

@@ -69,8 +69,11 @@ def hub(tmp_path_factory, request):
     env.update(HUB_CONFIG=str(settings.config_path), HUB_DATABASE_URL=pg_url, HUB_SECRET_KEY="r" * 48,
                HUB_PUBLIC_BASE_URL=public, TWILIO_AUTH_TOKEN=AUTH_TOKEN)
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    # The workers' log goes to a file: a pipe nobody reads fills up, and a worker blocked on its log
+    # line would hold the referral's lock for ever.
+    log = (folder / "gunicorn.log").open("w")
     process = subprocess.Popen([str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--chdir", str(ROOT),
-                                "--timeout", "300", "wsgi:app"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--timeout", "300", "wsgi:app"], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -79,7 +82,7 @@ def hub(tmp_path_factory, request):
         except requests.RequestException:  # not listening yet, or the workers are still starting
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail("gunicorn did not start: " + process.stderr.read().decode(errors="replace")[-2000:])
+            pytest.fail("gunicorn did not start: " + (folder / "gunicorn.log").read_text(errors="replace")[-2000:])
         time.sleep(0.3)
     yield {"url": public, "network": network, "sessions": sessions, "contact": contact, "clock": clock}
     process.send_signal(signal.SIGTERM)
@@ -88,6 +91,7 @@ def hub(tmp_path_factory, request):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    log.close()
     engine.dispose()
 
 

@@ -233,3 +233,16 @@ def test_make_gateway_builds_a_working_twilio_gateway(fake_twilio):
     })
     gateway.send(to=TO, body="hello")
     assert gateway.name == "twilio" and len(fake_twilio.messages) == 1
+
+
+def test_the_send_timeout_setting_bounds_a_send(fake_twilio):
+    import datetime as dt
+
+    gateway = make_gateway({"gateway": "twilio", "account_sid": fake_twilio.account_sid,
+                            "auth_tokens": tuple(fake_twilio.auth_tokens), "from_number": fake_twilio.phone_number,
+                            "api_base": fake_twilio.base_url, "send_timeout": dt.timedelta(seconds=1)})
+    fake_twilio.delay_next(1, 3.0)
+    with pytest.raises(GatewayError) as caught:
+        gateway.send(to=TO, body="hello")
+    assert caught.value.retryable and "within 1 s" in caught.value.message
+

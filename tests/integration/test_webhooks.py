@@ -310,7 +310,7 @@ def sent_message(db, settings, clock, fake_twilio, twilio_gateway, post_to_clien
     with db() as session, session.begin():
         enqueue(session, dedupe_key="k", to_phone=SHELTER_A_PHONE, lang="en", template="reply_help", values={},
                 now=clock.now(), settings=settings)
-    assert drain(db, twilio_gateway, clock.now(), settings=settings).sent == 1
+    assert drain(db, twilio_gateway, clock, settings=settings).sent == 1
     [message] = fake_twilio.messages
     return message.sid
 
@@ -370,7 +370,7 @@ def test_automatic_callbacks_reach_the_hub(db, settings, clock, fake_twilio, twi
         for i in range(3):
             enqueue(session, dedupe_key=f"k{i}", to_phone=SHELTER_A_PHONE, lang="km", template="reply_help",
                     values={}, now=clock.now(), settings=settings)
-    drain(db, twilio_gateway, clock.now(), settings=settings)
+    drain(db, twilio_gateway, clock, settings=settings)
     fake_twilio.join_callbacks()
 
     assert [r[2] for r in fake_twilio.callback_results] == [204] * 6
@@ -394,7 +394,7 @@ def test_undelivered_text_moves_the_ladder_on_at_once(db, settings, clock, fake_
 
     fake_twilio.callback_poster = post_to_client
     ref = submit(urgency="urgent")
-    drain(db, twilio_gateway, clock.now(), settings=settings)
+    drain(db, twilio_gateway, clock, settings=settings)
     [first] = [m for m in fake_twilio.messages if m.to == DUTY_A]
     with db() as session:
         before = session.scalars(sa.select(OutboxMessage).where(OutboxMessage.referral_id == ref["id"])).all()
@@ -419,7 +419,7 @@ def test_replies_and_taps_never_text_what_the_packet_holds(client, db, settings,
     by_sms = submit(body=body, urgency="urgent", child=True)
     by_tap = submit(body=body)
     overdue = submit(body=body, urgency="urgent")
-    drain(db, twilio_gateway, clock.now(), settings=settings)
+    drain(db, twilio_gateway, clock, settings=settings)
 
     # Acknowledged by a Khmer SMS, then accepted by the agency admin in English.
     assert replies(text(client, fake_twilio, DUTY_A, f"បានទទួល {by_sms['code']}"))[0].startswith("អរគុណ")
@@ -435,7 +435,7 @@ def test_replies_and_taps_never_text_what_the_packet_holds(client, db, settings,
         clock.advance(minutes=31)
         sweep(db, clock.now(), settings=settings)
     text(client, fake_twilio, ADMIN_A, f"DECLINE {overdue['code']} {marker} no bed")
-    drain(db, twilio_gateway, clock.now(), settings=settings)
+    drain(db, twilio_gateway, clock, settings=settings)
 
     assert [status_of(db, r["id"]) for r in (by_sms, by_tap, overdue)] == ["accepted", "acknowledged", "declined"]
     with db() as session:

@@ -165,16 +165,17 @@ def served(request, tmp_path_factory):
     codes = dict(line.split(None, 1) for line in
                  (instance.folder / "instance" / "demo-recovery-codes.txt").read_text().splitlines() if line.strip())
     assert "demo logins" in init.stdout
+    # Its log goes to a file: a pipe nobody reads would fill and stop the server mid-request.
+    log = (instance.folder / "serve.log").open("w")
     process = subprocess.Popen([HUB, "--config", str(instance.config), "serve", "--port", str(port)],
-                               cwd=instance.folder, env=instance.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               cwd=instance.folder, env=instance.env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def up():
         try:
             return requests.get(f"{url}/healthz", timeout=10).status_code == 200
         except requests.RequestException:
-            return process.poll() is not None and pytest.fail(process.stderr.read())
+            return process.poll() is not None and pytest.fail((instance.folder / "serve.log").read_text())
     _wait_until(up, "hub serve to answer")
     yield Served(instance, url, password, codes, process)
     process.send_signal(signal.SIGINT)
@@ -182,6 +183,7 @@ def served(request, tmp_path_factory):
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
+    log.close()
     drop()
 
 
@@ -405,14 +407,18 @@ def test_scheduler_sends_what_is_queued_and_stops_on_sigterm(fresh):
                     values={}, now=SystemClock().now(), settings=settings)
     finally:
         engine.dispose()
+    log_path = fresh.folder / "scheduler.log"
+    log = log_path.open("w")
     process = subprocess.Popen([HUB, "--config", str(fresh.config), "scheduler"], cwd=fresh.folder, env=fresh.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_until(lambda: fresh.scalar("SELECT status FROM outbox_message WHERE dedupe_key = 'process-test:1'")
                     == "sent", "the scheduler to send the queued text")
     finally:
         process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        log.close()
+    err = log_path.read_text()
     assert process.returncode == 0, err
     assert "sweep and drain every" in err and "stopped" in err
 

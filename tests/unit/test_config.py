@@ -121,3 +121,20 @@ def test_broken_toml_is_reported(tmp_path):
     path.write_text("[hub\nmode = ", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(path, env=SECRET)
+
+
+def test_the_sms_send_timeout_and_concurrency_are_read(tmp_path):
+    settings = load_settings(_config(tmp_path, {'send_timeout = "PT10S"': 'send_timeout = "PT3S"',
+                                                "concurrency = 4 ": "concurrency = 7 "}), env=SECRET)
+    assert (settings.sms.send_timeout, settings.sms.concurrency) == (dt.timedelta(seconds=3), 7)
+
+
+@pytest.mark.parametrize("line,setting", [('send_timeout = "PT0S"', "send_timeout"),
+                                          ('send_timeout = "PT1H"', "send_timeout"),
+                                          ('send_timeout = "ten seconds"', "send_timeout"),
+                                          ("concurrency = 0 ", "concurrency"), ("concurrency = 33 ", "concurrency"),
+                                          ('concurrency = "4" ', "concurrency"), ("concurrency = true ", "concurrency")])
+def test_a_bad_sms_send_setting_is_refused(tmp_path, line, setting):
+    old = 'send_timeout = "PT10S"' if setting == "send_timeout" else "concurrency = 4 "
+    with pytest.raises(ConfigError, match=rf"sms\.{setting}"):
+        load_settings(_config(tmp_path, {old: line}), env=SECRET)

@@ -120,7 +120,8 @@ def test_missing_value_is_an_error():
 
 def test_unknown_choice_is_an_error():
     with pytest.raises(ValueError):
-        render_sms("alert", "en", TEMPLATES, code="R-7F3K", reason_code="on_fire")
+        render_sms("escalated", "en", TEMPLATES, code="R-7F3K", sender="pp-ahtjp", urgency="on_fire", step=1,
+                   link="https://h/a/t")
 
 
 def test_missing_template_is_a_config_error(tmp_path):
