@@ -21,7 +21,21 @@ _DURATION = re.compile(
     r"^P(?!$)(?:(?P<days>\d+)D)?(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
 )
 
-from hub.vocabulary import GATEWAYS, ROLES, TARGETS  # noqa: E402,F401  (the words, defined once)
+from hub.vocabulary import GATEWAYS, NEEDS, ROLES, TARGETS  # noqa: E402,F401  (the words, defined once)
+# The six task forces of the national committee (NCCT), in its order.
+TASKFORCES = ("prevention", "rehabilitation", "law_enforcement", "justice", "international_cooperation",
+              "child_affairs")
+DEFAULT_TASKFORCES: dict[str, dict] = {
+    "prevention": {"en": "Prevention", "km": "ការបង្ការ", "needs": []},
+    "rehabilitation": {"en": "Rehabilitation, reintegration and repatriation",
+                       "km": "ស្តារនីតិសម្បទា សមាហរណកម្ម និងការធ្វើមាតុភូមិនិវត្តន៍",
+                       "needs": ["shelter", "medical", "psychosocial", "family_tracing", "repatriation"]},
+    "law_enforcement": {"en": "Law enforcement", "km": "ការអនុវត្តច្បាប់", "needs": []},
+    "justice": {"en": "Justice", "km": "យុត្តិធម៌", "needs": ["legal"]},
+    "international_cooperation": {"en": "International cooperation", "km": "កិច្ចសហប្រតិបត្តិការអន្តរជាតិ",
+                                  "needs": ["repatriation", "interpreter"]},
+    "child_affairs": {"en": "Child affairs", "km": "កិច្ចការកុមារ", "needs": [], "child": True},
+}
 
 
 def parse_duration(text: Any, *, where: str = "duration") -> dt.timedelta:
@@ -138,6 +152,47 @@ MAX_SMS_CONCURRENCY = 32
 
 
 @dataclass(frozen=True)
+class TaskForce:
+    """A task force of the national committee: the referrals that are its own (any of ``needs``, or a
+    child where ``child``), for its queue on /board and its figures on /reports."""
+
+    id: str
+    names: Mapping[str, str]
+    needs: tuple[str, ...]
+    child: bool = False
+
+
+def _taskforces(raw: Any) -> dict[str, TaskForce]:
+    """``[taskforces.<id>]`` tables (en, km, needs, child) over the defaults; the six ids only."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[taskforces] must be a table of [taskforces.<id>] tables")
+    unknown = set(raw) - set(TASKFORCES)
+    if unknown:
+        raise ConfigError(f"taskforces: {', '.join(sorted(unknown))} is not a task force; use "
+                          f"{', '.join(TASKFORCES)}")
+    out: dict[str, TaskForce] = {}
+    for name in TASKFORCES:
+        table = {**DEFAULT_TASKFORCES[name], **(raw.get(name) or {})}
+        where = f"taskforces.{name}"
+        extra = set(table) - {"en", "km", "needs", "child"}
+        if extra:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}; use en, km, needs, child")
+        needs = table["needs"]
+        if not isinstance(needs, list) or any(n not in NEEDS for n in needs):
+            raise ConfigError(f"{where}.needs must be a list of: {', '.join(NEEDS)}")
+        if not isinstance(table.get("child", False), bool):
+            raise ConfigError(f"{where}.child must be true or false")
+        for lang in ("en", "km"):
+            if not isinstance(table[lang], str) or not table[lang].strip():
+                raise ConfigError(f"{where}.{lang} must be the task force's name in that language")
+        out[name] = TaskForce(id=name, names={"en": table["en"], "km": table["km"]}, needs=tuple(needs),
+                              child=bool(table.get("child", False)))
+    return out
+
+
+@dataclass(frozen=True)
 class SmsSettings:
     gateway: str = "console"
     from_number: str | None = None
@@ -170,6 +225,7 @@ class Settings:
     agencies_dir: Path
     keys_dir: Path
     templates_dir: Path
+    taskforces: Mapping[str, TaskForce] = field(default_factory=lambda: _taskforces({}))
     extra: Mapping[str, Any] = field(default_factory=dict)
     audit_origin: str = "refhub/127.0.0.1:5000"
     audit_key_secret: str | None = None  # HUB_AUDIT_KEY_SECRET: unwraps keys/hub-audit.keyring.json
@@ -302,7 +358,8 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         templates_dir=(base / paths.get("templates", "templates")).resolve(),
         audit_origin=origin,
         audit_key_secret=env.get("HUB_AUDIT_KEY_SECRET") or None,
-        extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths"}},
+        taskforces=_taskforces(data.get("taskforces")),
+        extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths", "taskforces"}},
     )
 
 

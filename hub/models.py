@@ -12,6 +12,7 @@ from hub.accounts import models as accounts  # noqa: F401
 from hub.audit import models as audit  # noqa: F401
 from hub.db import Base
 from hub.directory import models as directory  # noqa: F401
+from hub.escalation import models as escalation  # noqa: F401
 from hub.notify import models as notify  # noqa: F401
 from hub.referrals import models as referrals  # noqa: F401
 

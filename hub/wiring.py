@@ -16,6 +16,7 @@ from hub.errors import ConfigError
 from hub.health import health_bp
 from hub.logs import configure_logging
 from hub.metrics import metrics_bp
+from hub.web.coordinators import coordinators_bp
 from hub.web.sms import notify_bp
 from hub.web.views import web_bp
 
@@ -45,7 +46,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
     # Twilio's webhooks are signed; a one-tap link's token is its own single-use capability.
     csrf.exempt(api_bp)
     csrf.exempt(notify_bp)
-    for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp):
+    for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp, coordinators_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
     return app

@@ -7,3 +7,4 @@ api_bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from hub.api import agencies, openapi, referrals  # noqa: E402,F401  (routes register on import)
 from hub.api import escalations as _escalations  # noqa: E402,F401
+from hub.api import reports as _reports  # noqa: E402,F401

@@ -5,6 +5,7 @@ from flask import jsonify
 
 from hub.api import api_bp
 from hub.api.escalations import OPENAPI_PATHS
+from hub.api.reports import OPENAPI_PATHS as REPORTS_PATHS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -122,6 +123,7 @@ def document() -> dict:
             "/referrals/{id}/fail": _transition("The person never arrived or left (recipient)", _reason()),
             "/referrals/{id}/withdraw": _transition("Withdraw with a reason (sender)", _reason()),
             **OPENAPI_PATHS,
+            **REPORTS_PATHS,
             "/openapi.json": {"get": {"summary": "This document", "security": [], "tags": ["meta"],
                                       "responses": _ok({"type": "object"})}},
         },

@@ -35,21 +35,6 @@ def record(session: Session, *, at: dt.datetime, actor: str, action: str,
     return entry
 
 
-_INSERT = sa.insert(AuditEntry.__table__)
-
-
-def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
-    """Append several entries (each with :func:`record`'s keyword arguments) in one INSERT, now.
-
-    Runs after the rows they name are flushed (an ORM bulk INSERT flushes the session first).
-    """
-    if not entries:
-        return
-    rows = [{"at": e["at"], "actor": e["actor"], "action": e["action"], "referral_id": e.get("referral_id"),
-             "packet_sha256": e.get("packet_sha256"), "detail": _checked(e.get("detail"))} for e in entries]
-    session.execute(_INSERT, rows)
-
-
 # --- reading the log (PROTOCOL.md section 6, "Served") -------------------------------------------
 
 MAX_ENTRIES = 1000
@@ -154,3 +139,17 @@ def entries(session: Session, reader: Reader, start: int, end: int, lookup: Part
                            .where(t.leaf_index >= start, t.leaf_index < end).order_by(t.leaf_index)).all()
     return {"entries": [{"leaf_index": r[7], "entry": store.leaf_of_row(r).decode("utf-8")}
                         for r in _readable(session, reader, rows, lookup)]}
+
+_INSERT = sa.insert(AuditEntry.__table__)
+
+
+def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
+    """Append several entries (each with :func:`record`'s keyword arguments) in one INSERT, now.
+
+    Runs after the rows they name are flushed (an ORM bulk INSERT flushes the session first).
+    """
+    if not entries:
+        return
+    rows = [{"at": e["at"], "actor": e["actor"], "action": e["action"], "referral_id": e.get("referral_id"),
+             "packet_sha256": e.get("packet_sha256"), "detail": _checked(e.get("detail"))} for e in entries]
+    session.execute(_INSERT, rows)

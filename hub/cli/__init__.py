@@ -21,6 +21,7 @@ from hub import demo as demo_mod
 from hub.accounts import service as accounts
 from hub.cli.audit import audit
 from hub.cli.client import client
+from hub.cli.reports import reports
 from hub.cli.context import HubCliError, HubCommand, HubGroup, command_context, config_option
 from hub.cli.scheduling import (
     escalate_command,
@@ -318,5 +319,5 @@ def tokens_revoke(token_id: int) -> None:
 
 # --- the command groups that live in their own modules -------------------------------------------
 
-for _command in (audit, client, escalate_command, scheduler_command, sms):
+for _command in (audit, client, escalate_command, scheduler_command, sms, reports):
     main.add_command(_command)

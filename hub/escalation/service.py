@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from hub import access
@@ -33,6 +35,7 @@ from hub.directory import cache as directory_cache
 from hub.directory import service as directory
 from hub.directory.models import Agency, Contact
 from hub.errors import Conflict, NotFound, log_failure
+from hub.escalation.models import LadderStep
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
 from hub.referrals import service as referrals
@@ -164,6 +167,8 @@ class Advance:
     version: int
     values: dict[str, Any]
     fired: list[tuple[int, int]] = field(default_factory=list)  # (step, repeat)
+    clock: str | None = None  # the clock the steps fired on
+    at: dt.datetime | None = None
     messages: int = 0
     alerts: int = 0
     # With advance(defer_alerts=True): the no-contact alerts the caller raises once the row exists.
@@ -253,6 +258,7 @@ def advance(session: Session, referral, now: dt.datetime, *, settings, targets: 
         return out
     policy = frozen_policy(referral)
     clock, started, last = referral.clock, referral.clock_started_at, len(policy.ladder) - 1
+    out.clock, out.at = clock, now
     step, repeat, alerted = referral.step, referral.repeat, referral.overdue_alerted_at
     alert_at = deadline(policy, clock, started) + settings.alert_after
     if alerted is None and now >= alert_at:
@@ -305,6 +311,7 @@ def apply(session: Session, result: Advance, referral=None) -> None:
         stmt = stmt.execution_options(synchronize_session=False)
     if session.execute(stmt).rowcount != 1:
         raise FenceLost(result.referral_id)
+    record_steps(session, [result])
     if referral is not None:
         for key, value in result.values.items():
             setattr(referral, key, value)
@@ -434,6 +441,21 @@ def apply_many(session: Session, results: list[Advance]) -> None:
         changed = session.connection().execute(stmt, params).rowcount
         if changed != len(group):
             raise FenceLost(f"{len(group) - changed} of {len(group)} referrals changed under the sweep")
+    record_steps(session, results)
+
+
+def record_steps(session: Session, results: list[Advance]) -> None:
+    """The ladder's record (hub.escalation.models.LadderStep): each first firing of a step, once.
+
+    Called after the fenced write, in its transaction; a row that exists already (a
+    repeat, or a step fired again after a clock restarted) is left as it is.
+    """
+    rows = [{"referral_id": r.referral_id, "clock": r.clock, "step": step, "fired_at": r.at}
+            for r in results if r.clock is not None for step, repeat in r.fired if repeat == 0]
+    if not rows:
+        return
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(LadderStep).on_conflict_do_nothing(), rows)
 
 
 def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings, limit: int = 500,

@@ -56,4 +56,6 @@ def start_clock(referral, clock: str | None, now: dt.datetime) -> None:
     policy = Policy.from_json(referral.ladder)
     referral.clock_started_at = now
     referral.deadline_at = deadline(policy, clock, now)
+    if clock == "ack":  # kept after the clock stops: the reports' late_share
+        referral.ack_deadline_at = referral.deadline_at
     referral.next_step_at = step_due_at(policy, clock, now, 0)

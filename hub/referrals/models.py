@@ -38,6 +38,8 @@ class Referral(Base):
     next_step_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     # When the running clock runs out (NULL without a clock), and when its overdue alert was raised.
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The ack clock's deadline, kept once the clock stops (reports: late_share).
+    ack_deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     overdue_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # A text of the current step failed: the next step is due at once, not at its time.
     step_failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -58,6 +60,8 @@ class Referral(Base):
 
     __table_args__ = (
         sa.Index("ix_referral_due", "next_step_at", "status"),
+        # The reports: a window of one receiving agency (a province is its few agencies) in one range scan.
+        sa.Index("ix_referral_to_created", "to_agency_id", "created_at"),
         # The inbox and the sent box, newest first: hub.referrals.service.list_for walks these.
         sa.Index("ix_referral_inbox", "to_agency_id", "created_at", "id"),
         sa.Index("ix_referral_sent", "from_agency_id", "created_at", "id"),

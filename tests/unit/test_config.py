@@ -138,3 +138,22 @@ def test_a_bad_sms_send_setting_is_refused(tmp_path, line, setting):
     old = 'send_timeout = "PT10S"' if setting == "send_timeout" else "concurrency = 4 "
     with pytest.raises(ConfigError, match=rf"sms\.{setting}"):
         load_settings(_config(tmp_path, {old: line}), env=SECRET)
+
+
+def test_the_six_task_forces_map_needs_and_children(tmp_path):
+    forces = load_settings(_config(tmp_path), env=SECRET).taskforces
+    assert list(forces) == ["prevention", "rehabilitation", "law_enforcement", "justice",
+                            "international_cooperation", "child_affairs"]
+    assert forces["justice"].needs == ("legal",) and forces["child_affairs"].child
+    assert "repatriation" in forces["international_cooperation"].needs
+    assert all(f.names["en"] and f.names["km"] for f in forces.values())
+
+
+@pytest.mark.parametrize("replace,message", [
+    ({"[taskforces.justice]": "[taskforces.navy]"}, r"navy is not a task force"),
+    ({'needs = ["legal"]': 'needs = ["boats"]'}, r"taskforces\.justice\.needs must be a list of: shelter"),
+    ({"needs = []\nchild = true": "needs = []\nchild = \"yes\""}, r"taskforces\.child_affairs\.child must be true or false"),
+])
+def test_a_bad_task_force_names_the_setting(tmp_path, replace, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(_config(tmp_path, replace), env=SECRET)

@@ -1,12 +1,12 @@
 """the inbox and sent box walk (agency, created_at, id) indexes
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0002
 """
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

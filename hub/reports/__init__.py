@@ -1,0 +1,1 @@
+"""Coordinators' figures: the summary, its CSV, the board (SQL over metadata only)."""
