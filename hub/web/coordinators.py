@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - until Flask-Babel is a dependency
 from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE
 from hub.clock import rfc3339
-from hub.faces import current, db
+from hub.faces import current, db, writes
 from hub.errors import BadInput, HubError, Unauthenticated
 from hub.escalation import service as escalation
 from hub.vocabulary import PROVINCES
@@ -155,6 +155,7 @@ def _summary(who, export: str | None = None):
 
 
 @coordinators_bp.get("/reports")
+@writes(late=True)  # a report is an audit entry
 def reports_page():
     who = _signed_in()
     if who is None:
@@ -170,6 +171,7 @@ def reports_page():
 
 
 @coordinators_bp.get("/reports.csv")
+@writes(late=True)  # a report is an audit entry
 def reports_csv():
     who = _signed_in()
     if who is None:
