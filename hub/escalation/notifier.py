@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from hub.directory.models import Contact
-from hub.escalation.service import CLOCK_FOR_STATE, Targets, advance, advance_now, frozen_policy, short_name
+from hub.escalation.service import (CLOCK_FOR_STATE, Targets, advance, advance_now, frozen_policy, record_steps,
+                                     short_name)
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
 
@@ -99,6 +100,7 @@ class LadderNotifier:
         for key, value in result.values.items():
             setattr(referral, key, value)
         store()
+        record_steps(session, [result])  # the ladder's record, once the row it points at exists
         outbox.flush()
         for alert in result.deferred_alerts:
             notify.raise_alert(session, **alert)
