@@ -27,7 +27,7 @@ def csv_response(report: dict, filename: str = "refhub-summary.csv") -> Response
 
 
 @api_bp.get("/reports/summary")
-@writes  # every request and export is an audit entry
+@writes  # every report request is an audit entry
 def reports_summary():
     who = principal()
     fmt = query_arg("format", ("json", "csv"), default="json")

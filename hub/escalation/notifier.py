@@ -14,8 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from hub.directory.models import Contact
-from hub.escalation.service import (CLOCK_FOR_STATE, Targets, advance, advance_now, frozen_policy, record_steps,
-                                     short_name)
+from hub.escalation.service import (
+    CLOCK_FOR_STATE,
+    Targets,
+    advance,
+    advance_now,
+    frozen_policy,
+    record_steps,
+    short_name,
+)
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
 
@@ -100,8 +107,8 @@ class LadderNotifier:
         for key, value in result.values.items():
             setattr(referral, key, value)
         store()
-        record_steps(session, [result])  # the ladder's record, once the row it points at exists
         outbox.flush()
+        record_steps(session, [result])  # the ladder's record, for the reports: step 0 fired
         for alert in result.deferred_alerts:
             notify.raise_alert(session, **alert)
 
