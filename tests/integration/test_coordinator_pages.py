@@ -26,13 +26,14 @@ PASSWORD = "a long test passphrase 42"
 def sign_in(client, db, network, clock, agency: str, role: str = "coordinator") -> None:
     """A user of ``agency`` with a password, signed in: the session cookie is on the client."""
     with session_scope(db) as s:
-        user, token = accounts.add_user(s, agency_id=agency, role=role, name="Fictional Coordinator",
+        user, token = accounts.add_user(s, agency_id=agency, role=role, name="Fictional Coordinator", lang="en",
                                         username=f"{agency}.{role}", clock=clock, keyring=network.rings.get(agency))
     with session_scope(db) as s:
         accounts.accept_invitation(s, token, PASSWORD, clock)
     with session_scope(db) as s:
         cookie, _p, _r = accounts.login(s, f"{agency}.{role}", PASSWORD, clock=clock, lifetime=dt.timedelta(hours=12))
     client.set_cookie(SESSION_COOKIE, cookie)
+    client.set_cookie("refhub_lang", "en")  # the assertions read the English page
 
 
 def _csrf(html: str) -> str:

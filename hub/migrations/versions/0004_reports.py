@@ -1,7 +1,7 @@
 """Reports: the ladder's record, the ack deadline kept, an index per receiving agency and time
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 import json
 
