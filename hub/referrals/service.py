@@ -729,7 +729,7 @@ def seal_for_member(session: Session, principal: access.Principal, ring: packets
     recipient = session.get(Agency, to)
     if recipient is None or not recipient.active:
         raise Invalid(f"no active agency {to!r} in the directory", code="unknown_agency")
-    wires = tuple(packets.seal(body, sender=ring, recipient=public_bundle(session, reader), referral_id=referral_id)
+    wires = tuple(packets.seal(body, sender=ring, recipient=directory_cache.bundle(session, reader), referral_id=referral_id)
                   for reader in (recipient.id, principal.agency_id))
     if any(len(w) > max_bytes for w in wires):
         raise BadInput("the referral with its photos is larger than the hub accepts; attach fewer photos",
@@ -747,7 +747,7 @@ def open_for_member(session: Session, principal: access.Principal, ring: packets
     pkt = packet_for(session, principal, referral, now=now)
     if pkt is None or pkt.wire is None or ring is None or ring.agency != principal.agency_id:
         return None
-    opened = packets.open_packet(pkt.wire, reader=ring, sender=public_bundle(session, referral.from_agency_id),
+    opened = packets.open_packet(pkt.wire, reader=ring, sender=directory_cache.bundle(session, referral.from_agency_id),
                                  seen=packets.MemorySeenPacketIds(), max_bytes=max_bytes)
     body = json.loads(opened.body)
     return body if isinstance(body, dict) else None

@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from hub import packets
 from hub import access
 from hub.clock import rfc3339
-from hub.faces import current, db
+from hub.faces import current, db, writes
 from hub.directory import service as directory
 from hub.errors import BadInput, HubError, NotFound
 from hub.referrals import service as referrals
@@ -180,6 +180,7 @@ def _previous(m, previous_id: str | None):
 
 @web_bp.route("/referrals/new", methods=["GET", "POST"])
 @page
+@writes  # a re-route opens the archive packet: an audit entry
 def new_referral():
     m = member()
     ctx = current()

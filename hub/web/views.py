@@ -15,7 +15,7 @@ from hub import packets
 from hub import access
 from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE
-from hub.faces import current, db
+from hub.faces import current, db, writes
 from hub.directory import service as directory
 from hub.errors import HubError, NotFound
 from hub.referrals import service as referrals
@@ -248,6 +248,7 @@ def _referral_page(referral_id: str, *, error: str | None = None, status: int = 
 
 @web_bp.get("/r/<referral_id>")
 @page
+@writes  # opening the packet is an audit entry
 def referral_page(referral_id: str):
     try:
         return _referral_page(referral_id)
