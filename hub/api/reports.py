@@ -5,7 +5,7 @@ from flask import Response, jsonify, request
 
 from hub.api import api_bp
 from hub.api.common import principal, query_arg
-from hub.faces import current, db
+from hub.faces import current, db, writes
 from hub.reports import service as reports
 
 
@@ -27,6 +27,7 @@ def csv_response(report: dict, filename: str = "refhub-summary.csv") -> Response
 
 
 @api_bp.get("/reports/summary")
+@writes  # every report request is an audit entry
 def reports_summary():
     who = principal()
     fmt = query_arg("format", ("json", "csv"), default="json")

@@ -14,7 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from hub.directory.models import Contact
-from hub.escalation.service import CLOCK_FOR_STATE, Targets, advance, advance_now, frozen_policy, short_name
+from hub.escalation.service import (
+    CLOCK_FOR_STATE,
+    Targets,
+    advance,
+    advance_now,
+    frozen_policy,
+    record_steps,
+    short_name,
+)
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
 
@@ -100,6 +108,7 @@ class LadderNotifier:
             setattr(referral, key, value)
         store()
         outbox.flush()
+        record_steps(session, [result])  # the ladder's record, for the reports: step 0 fired
         for alert in result.deferred_alerts:
             notify.raise_alert(session, **alert)
 

@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - until Flask-Babel is a dependency
 from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE, sighted
 from hub.clock import rfc3339
-from hub.faces import current, db
+from hub.faces import current, db, writes
 from hub.errors import BadInput, HubError, Unauthenticated
 from hub.escalation import service as escalation
 from hub.vocabulary import PROVINCES
@@ -154,6 +154,7 @@ def _summary(who, export: str | None = None):
 
 
 @coordinators_bp.get("/reports")
+@writes  # every report request is an audit entry
 def reports_page():
     who = _signed_in()
     if who is None:
@@ -169,6 +170,7 @@ def reports_page():
 
 
 @coordinators_bp.get("/reports.csv")
+@writes  # every export is an audit entry
 def reports_csv():
     who = _signed_in()
     if who is None:

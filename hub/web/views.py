@@ -248,7 +248,7 @@ def _referral_page(referral_id: str, *, error: str | None = None, status: int = 
 
 @web_bp.get("/r/<referral_id>")
 @page
-@writes  # opening the packet is an audit entry
+@writes  # opening the packet is an audit entry, in this request's unit of work
 def referral_page(referral_id: str):
     try:
         return _referral_page(referral_id)
