@@ -144,7 +144,7 @@ def load(url: str, cfg: Path) -> tuple[object, Network]:
     with session_scope(make_sessionmaker(engine)) as s:
         directory.sync_agencies(s, settings.agencies_dir, clock)
         for agency in (SENDER, RECIPIENT, *BOXES):
-            rings[agency], _code = directory.enroll_agency(s, agency, clock=clock, keys_dir=settings.keys_dir,
+            rings[agency], _code = accounts.enroll_agency(s, agency, clock=clock, keys_dir=settings.keys_dir,
                                                            kdf_params=FAST_KDF)
             bundles[agency] = directory.public_bundle(s, agency)
             tokens[agency] = accounts.create_token(s, agency, f"bench {agency}", clock)
@@ -155,18 +155,21 @@ def load(url: str, cfg: Path) -> tuple[object, Network]:
 class Server:
     """gunicorn on 127.0.0.1 with the given app; stopped with its process group."""
 
-    def __init__(self, app: str, env: dict, workers: int, worker_class: str):
+    def __init__(self, app: str, env: dict, workers: int, worker_class: str, log: Path):
         self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/gunicorn"), "-w", str(workers), "-k", worker_class, "-b", f"127.0.0.1:{self.port}",
-             "--chdir", str(ROOT), "--log-level", "warning", "--backlog", "256", app],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        # Its log goes to a file: a pipe nobody reads fills up and stops the workers mid-round.
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(ROOT / ".venv/bin/gunicorn"), "-w", str(workers), "-k", worker_class, "-b",
+                 f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "--log-level", "warning", "--backlog", "256", app],
+                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 return
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{app} did not start: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"{app} did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.2)
         raise RuntimeError(f"{app} did not start within 60 s")
 
@@ -368,8 +371,8 @@ def run_backend(backend: str, args) -> dict:
         bodies = [network.submission(i) for i in range(total)]
         warm = [network.submission(-1 - i) for i in range(4 * args.concurrency)]
         env = {"HUB_CONFIG": str(cfg), "HUB_DATABASE_URL": url, "HUB_SECRET_KEY": "b" * 48, "BENCH_BARE_URL": url}
-        hub = Server("wsgi:app", env, args.workers, args.worker_class)
-        bare = Server("bench._bare:app", env, args.workers, args.worker_class)
+        hub = Server("wsgi:app", env, args.workers, args.worker_class, tmp / "hub.log")
+        bare = Server("bench._bare:app", env, args.workers, args.worker_class, tmp / "bare.log")
         served = {"hub": 0, "bare": 0}
         rounds = {"hub": [], "bare": []}
         try:

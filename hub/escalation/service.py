@@ -454,8 +454,12 @@ def record_steps(session: Session, results: list[Advance]) -> None:
             for r in results if r.clock is not None for step, repeat in r.fired if repeat == 0]
     if not rows:
         return
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(LadderStep).on_conflict_do_nothing(), rows)
+    session.execute(_RECORD_STEPS[session.get_bind().dialect.name == "postgresql"], rows)
+
+
+# Built once, on the table (not the mapped class: no ORM bulk-insert machinery for a plain row).
+_RECORD_STEPS = {True: pg_insert(LadderStep.__table__).on_conflict_do_nothing(),
+                 False: sqlite_insert(LadderStep.__table__).on_conflict_do_nothing()}
 
 
 def sweep(session_factory: sessionmaker[Session], now: dt.datetime, *, settings, limit: int = 500,

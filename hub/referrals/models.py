@@ -1,4 +1,4 @@
-"""Referrals: routing metadata, the sealed packets, the history, idempotency records."""
+"""Referrals: routing metadata, the sealed packets, the history."""
 from __future__ import annotations
 
 import datetime as dt
@@ -54,6 +54,10 @@ class Referral(Base):
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The Idempotency-Key the sender submitted it with, and the hash of that request: a retry with
+    # the key gets this referral again, another request with it a refusal (migration 0007).
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
+    request_sha256: Mapped[str | None] = mapped_column(sa.String(64))
 
     packets: Mapped[list["ReferralPacket"]] = relationship(back_populates="referral", order_by="ReferralPacket.id")
     events: Mapped[list["ReferralEvent"]] = relationship(back_populates="referral", order_by="ReferralEvent.id")
@@ -69,6 +73,8 @@ class Referral(Base):
         # (migration 0006).
         sa.Index("ix_referral_inbox_order", "to_agency_id", "closed_at"),
         sa.Index("ix_referral_sent_order", "from_agency_id", "closed_at"),
+        # One referral per sender and key (NULLs distinct: no key, no place taken).
+        sa.Index("uq_referral_idempotency", "from_agency_id", "idempotency_key", unique=True),
     )
 
 
@@ -104,18 +110,3 @@ class ReferralEvent(Base):
     actor: Mapped[str] = mapped_column(sa.String(100))
 
     referral: Mapped[Referral] = relationship(back_populates="events")
-
-
-class IdempotencyRecord(Base):
-    """The first result of a submission with an Idempotency-Key, per agency."""
-
-    __tablename__ = "idempotency_record"
-
-    agency_id: Mapped[str] = mapped_column(sa.ForeignKey("agency.id"), primary_key=True)
-    key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
-    request_sha256: Mapped[str] = mapped_column(sa.String(64))
-    referral_id: Mapped[str] = mapped_column(sa.ForeignKey("referral.id"))
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-    # So that a flush writes the referral first (the record points at it).
-    referral: Mapped[Referral] = relationship()

@@ -29,12 +29,7 @@ from hub.directory.models import Agency, Contact
 from hub.errors import BadInput, Conflict, Forbidden, Invalid, NotFound
 from hub.notify import service as notify
 from hub.referrals.clocks import CLOCK_FOR_STATE, start_clock
-from hub.referrals.models import (
-    IdempotencyRecord,
-    Referral,
-    ReferralEvent,
-    ReferralPacket,
-)
+from hub.referrals.models import Referral, ReferralEvent, ReferralPacket
 from hub.vocabulary import FINAL_STATES, NEEDS, OUTCOMES, PROVINCES, URGENCIES
 
 CODE_ALPHABET = "23456789CDFGHJKMNPQRTVWXY"
@@ -193,12 +188,13 @@ def create(session: Session, principal: access.Principal, sub: Submission, *, se
             session.rollback()
             which = _violated(exc)
         if idempotency_key is not None:
-            earlier = session.get(IdempotencyRecord, (sender_id, idempotency_key))
+            earlier = session.scalar(sa.select(Referral).where(Referral.from_agency_id == sender_id,
+                                                               Referral.idempotency_key == idempotency_key))
             if earlier is not None:
                 if earlier.request_sha256 != fingerprint:
                     raise Invalid("this Idempotency-Key was used for a different request; use a new key",
                                   code="idempotency_key_reused")
-                return session.get(Referral, earlier.referral_id), False
+                return earlier, False
         if which == "open_code":
             continue  # another open referral has this reference code: draw another
         if which == "referral":
@@ -244,7 +240,6 @@ _REFERRAL_COLUMNS = tuple(c.key for c in Referral.__table__.c)
 # Built once: a statement object keeps its compiled form's cache key.
 _INSERT_REFERRAL = sa.insert(Referral.__table__)
 _INSERT_EVENT = sa.insert(ReferralEvent.__table__)
-_INSERT_IDEMPOTENCY = sa.insert(IdempotencyRecord.__table__)
 _INSERT_PACKETS = sa.insert(ReferralPacket.__table__)
 
 
@@ -266,7 +261,8 @@ def _store(session: Session, principal: access.Principal, sub: Submission, recip
         needs=list(sub.needs), province=sub.province, status="sent", status_reason=None, outcome=None,
         policy=policy.name, ladder=policy.to_json(), step=-1, repeat=0, version=0, owner_user_id=None, owner=None,
         owned_at=None, previous_id=previous_id, created_at=now, acknowledged_at=None, decided_at=None,
-        closed_at=None, updated_at=now,
+        closed_at=None, updated_at=now, idempotency_key=idempotency_key,
+        request_sha256=fingerprint if idempotency_key is not None else None,
     )
     start_clock(referral, "ack", now)
 
@@ -275,10 +271,6 @@ def _store(session: Session, principal: access.Principal, sub: Submission, recip
         session.execute(_INSERT_EVENT, {
             "referral_id": referral_id, "state": "sent", "at": now, "actor_agency_id": sender_id,
             "actor": principal.display})
-        if idempotency_key is not None:
-            session.execute(_INSERT_IDEMPOTENCY, {
-                "agency_id": sender_id, "key": idempotency_key, "request_sha256": fingerprint,
-                "referral_id": referral_id, "created_at": now})
         stored, entries = [], []
         for reader, (wire, parsed) in checked.items():
             digest = packets.packet_sha256(wire)
@@ -307,7 +299,7 @@ def _violated(exc: sa.exc.IntegrityError) -> str:
         return "open_code"
     if "packet_id" in text:
         return "packet"
-    if "idempotency_record" in text:
+    if "idempotency" in text:
         return "idempotency"
     if "pk_referral" in text or "referral.id" in text:
         return "referral"
