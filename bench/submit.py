@@ -210,7 +210,8 @@ def request(port: int, method: str, path: str, body: bytes | None, headers: dict
         conn.close()
 
 
-def closed_loop(port: int, path: str, bodies: list[bytes], headers_for, seconds: float, concurrency: int) -> dict:
+def closed_loop(port: int, path: str, bodies: list, headers_for, seconds: float, concurrency: int, *,
+                method: str = "POST", ok: int = 201) -> dict:
     """``concurrency`` clients, each sending its next request when the last is answered, for ``seconds``."""
     lock = threading.Lock()
     todo = iter(range(len(bodies)))
@@ -224,9 +225,9 @@ def closed_loop(port: int, path: str, bodies: list[bytes], headers_for, seconds:
                 i = next(todo, None)
             if i is None:
                 return
-            status, took = request(port, "POST", path, bodies[i], headers_for(i))
+            status, took = request(port, method, path, bodies[i], headers_for(i))
             with lock:
-                (latencies if status == 201 else errors).append(took if status == 201 else status)
+                (latencies if status == ok else errors).append(took if status == ok else status)
 
     start = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(concurrency)]
@@ -395,8 +396,9 @@ def run_backend(backend: str, args) -> dict:
                           f" errors={len(res['errors'])}", file=sys.stderr, flush=True)
             # Memory after 10,000 requests: the rest are inbox pages (reads) and bare submissions.
             inbox = {"Authorization": f"Bearer {network.tokens[RECIPIENT]}"}
-            for _ in range(max(0, MEMORY_AFTER - served["hub"])):
-                request(hub.port, "GET", "/api/v1/referrals?limit=20", None, inbox)
+            reads = [None] * max(0, MEMORY_AFTER - served["hub"])
+            closed_loop(hub.port, "/api/v1/referrals?limit=20", reads, lambda i: inbox, 1200, args.concurrency,
+                        method="GET", ok=200)
             extra = [bodies[i % len(bodies)] for i in range(max(0, MEMORY_AFTER - served["bare"]))]
             closed_loop(bare.port, "/bare", extra, lambda i: {"Content-Type": "application/json"}, 600, args.concurrency)
             rss = {"hub": hub.rss_mib(), "bare": bare.rss_mib()}

@@ -5,11 +5,13 @@ import contextlib
 import datetime as dt
 import json
 import random
+import re
 import time
 from typing import Any, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -202,3 +204,92 @@ def retry_transient(session: Session, work, *, attempts: int = RETRIES):
                 raise Unavailable("the hub is busy with another answer to this referral; try again in a moment",
                                   code="busy", retry_after=1) from None
             time.sleep(random.uniform(0.005, 0.02) * 2 ** attempt)
+
+
+class InsertChain:
+    """New rows of several tables, gathered and then written together by :meth:`run`.
+
+    On PostgreSQL they go in ONE statement, a chain of data-modifying CTEs
+    (``WITH w0 AS (INSERT ... RETURNING 1), w1 AS (...) SELECT 1``): one round trip for
+    what would be one per table. Every sub-statement runs to completion, and foreign
+    keys are checked at the end of the statement, so a row may point at one the same
+    chain inserts. A unique constraint that refuses raises IntegrityError naming it, as
+    a lone INSERT would. Elsewhere (SQLite, in process: no round trips to save) each
+    table's rows are one INSERT, in the order they were added.
+
+    ``conflict_ok``: ``ON CONFLICT DO NOTHING`` (a row that exists already is skipped).
+    The statements are built once per shape (tables, columns, row counts) and reused,
+    so each compiles once per engine.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[sa.Table, list[dict[str, Any]], bool]] = []
+
+    def add(self, table: sa.Table, rows: dict[str, Any] | list[dict[str, Any]], *, conflict_ok: bool = False) -> None:
+        rows = [rows] if isinstance(rows, dict) else list(rows)
+        if rows:
+            self._parts.append((table, rows, conflict_ok))
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def run(self, conn: sa.Connection) -> None:
+        parts, self._parts = self._parts, []
+        if not parts:
+            return
+        if conn.dialect.name != "postgresql":
+            for table, rows, conflict_ok in parts:
+                conn.execute(_single_insert(conn.dialect.name, table, conflict_ok), rows if len(rows) > 1 else rows[0])
+            return
+        shape = tuple((table.name, tuple(rows[0]), len(rows), conflict_ok) for table, rows, conflict_ok in parts)
+        stmt = _CHAINS.get(shape)
+        if stmt is None:
+            if len(_CHAINS) > 64:
+                _CHAINS.clear()
+            stmt = _CHAINS[shape] = _chain_statement(parts)
+        params: dict[str, Any] = {}
+        for i, (_table, rows, _ok) in enumerate(parts):
+            for j, row in enumerate(rows):
+                for name, value in row.items():
+                    params[f"w{i}_{j}_{name}"] = value
+        conn.execute(stmt, params)
+
+
+_CHAINS: dict[tuple, sa.TextClause] = {}
+_SINGLE: dict[tuple, sa.Insert] = {}
+
+
+def _single_insert(dialect: str, table: sa.Table, conflict_ok: bool) -> sa.Insert:
+    key = (dialect, table.name, conflict_ok)
+    stmt = _SINGLE.get(key)
+    if stmt is None:
+        if conflict_ok:
+            stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+        else:
+            stmt = sa.insert(table)
+        _SINGLE[key] = stmt
+    return stmt
+
+
+def _chain_statement(parts) -> sa.TextClause:
+    """The chain as text with typed bind parameters: a multi-row INSERT has no cache key in
+    SQLAlchemy (it would compile on every run), a text clause has one (compiles once)."""
+    ctes, binds = [], []
+    for i, (table, rows, conflict_ok) in enumerate(parts):
+        names = list(rows[0])
+        values = []
+        for j in range(len(rows)):
+            row = {n: sa.bindparam(f"w{i}_{j}_{n}", type_=table.c[n].type) for n in names}
+            binds.extend(row.values())
+            values.append(row)
+        ins = postgresql.insert(table).values(values)
+        if conflict_ok:
+            ins = ins.on_conflict_do_nothing()
+        ctes.append(ins.returning(sa.literal_column("1")).cte(f"w{i}"))
+    sql = str(sa.select(sa.literal_column("1")).add_cte(*ctes).compile(dialect=_NAMED_PG))
+    sql = re.sub(r"(:w\d+_\d+_\w+)::", r"\1 ::", sql)  # ":name::TYPE" is no bind name to text(); ":name ::TYPE" is
+    # The bind parameters keep their column types: the UTC and JSON conversions still apply.
+    return sa.text(sql).bindparams(*binds)
+
+
+_NAMED_PG = postgresql.dialect(paramstyle="named")

@@ -147,9 +147,12 @@ def revoke_token(session: Session, token_id: int, clock: Clock, *, actor: str = 
     return token
 
 
-_TOKEN_CHECK = (sa.select(ApiToken.id, ApiToken.revoked_at, ApiToken.last_used_at, Agency.id, Agency.active,
-                          Agency.province, Agency.kind)
-                .join(Agency, Agency.id == ApiToken.agency_id).where(ApiToken.token_hash == sa.bindparam("token_hash")))
+# On the tables, not the mapped classes: a plain Core SELECT, without the ORM's loading machinery.
+_TOKENS, _AGENCIES = ApiToken.__table__.c, Agency.__table__.c
+_TOKEN_CHECK = (sa.select(_TOKENS.id, _TOKENS.revoked_at, _TOKENS.last_used_at, _AGENCIES.id, _AGENCIES.active,
+                          _AGENCIES.province, _AGENCIES.kind)
+                .join_from(ApiToken.__table__, Agency.__table__, _AGENCIES.id == _TOKENS.agency_id)
+                .where(_TOKENS.token_hash == sa.bindparam("token_hash")))
 
 
 def authenticate_token(session: Session, raw: str, clock: Clock) -> Principal:
@@ -159,7 +162,7 @@ def authenticate_token(session: Session, raw: str, clock: Clock) -> Principal:
     if not isinstance(raw, str) or not raw.startswith(TOKEN_PREFIX) or len(raw) > 200:
         raise bad
     # One statement, read afresh on every request (never cached): a revocation holds at once.
-    found = session.execute(_TOKEN_CHECK, {"token_hash": _sha256(raw)}).one_or_none()
+    found = session.connection().execute(_TOKEN_CHECK, {"token_hash": _sha256(raw)}).one_or_none()
     if found is None:
         raise bad
     token_id, revoked_at, last_used_at, agency_id, active, province, kind = found

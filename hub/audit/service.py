@@ -150,6 +150,11 @@ def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
     """
     if not entries:
         return
-    rows = [{"at": e["at"], "actor": e["actor"], "action": e["action"], "referral_id": e.get("referral_id"),
+    session.execute(_INSERT, entry_rows(entries))
+
+
+def entry_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The audit_entry rows :func:`record_many` would insert (details checked), for a caller that
+    writes them together with its own rows (hub.db.InsertChain)."""
+    return [{"at": e["at"], "actor": e["actor"], "action": e["action"], "referral_id": e.get("referral_id"),
              "packet_sha256": e.get("packet_sha256"), "detail": _checked(e.get("detail"))} for e in entries]
-    session.execute(_INSERT, rows)

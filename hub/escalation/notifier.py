@@ -13,6 +13,7 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from hub.db import InsertChain
 from hub.directory.models import Contact
 from hub.escalation.service import CLOCK_FOR_STATE, Targets, advance, advance_now, frozen_policy, record_steps, short_name
 from hub.notify import service as notify
@@ -81,26 +82,30 @@ class LadderNotifier:
             advance_now(session, referral, now, settings=self.settings)
 
     def referral_created(self, session: Session, referral, now: dt.datetime, store) -> None:
-        """Step 0 of a new referral's clock, its ladder state set before ``store()`` writes the row.
+        """Step 0 of a new referral's clock, its ladder state set before ``store(chain)`` adds the row.
 
-        So the INSERT carries the state (no UPDATE after it); the step's texts and tokens
-        are written after the row they point at, one statement each.
+        So the INSERT carries the state (no UPDATE after it). The referral's rows, the
+        step's texts and tokens and the ladder's record go into one InsertChain: one
+        statement on PostgreSQL, one per table on SQLite, the referral's row first.
         """
+        chain = InsertChain()
         if referral.next_step_at is None or referral.next_step_at > now:
-            store()
+            store(chain)
+            chain.run(session.connection())
             return
         targets = Targets(session)
         # Whom step 0 texts, read first. A later step fired at once (step 0 reached nobody)
-        # reads or raises its alert before store(): the alert then waits for the row (below).
+        # reads or raises its alert before the rows are written: the alert then waits for them (below).
         targets.resolve(referral, frozen_policy(referral).ladder[0].notify)
         outbox = notify.OutboxBatch(session, now=now, settings=self.settings)
         result = advance(session, referral, now, settings=self.settings, targets=targets, outbox=outbox,
                          defer_alerts=True)
         for key, value in result.values.items():
             setattr(referral, key, value)
-        store()
-        outbox.flush()
-        record_steps(session, [result])  # the ladder's record, which the reports count
+        store(chain)
+        outbox.flush(chain)
+        record_steps(session, [result], chain)  # the ladder's record, which the reports count
+        chain.run(session.connection())
         for alert in result.deferred_alerts:
             notify.raise_alert(session, **alert)
 

@@ -33,6 +33,7 @@ from hub.audit.service import record as audit
 from hub.config import Policy
 from hub.directory import cache as directory_cache
 from hub.directory import service as directory
+from hub.db import InsertChain
 from hub.directory.models import Agency, Contact
 from hub.errors import Conflict, NotFound, log_failure
 from hub.escalation.models import LadderStep
@@ -444,17 +445,22 @@ def apply_many(session: Session, results: list[Advance]) -> None:
     record_steps(session, results)
 
 
-def record_steps(session: Session, results: list[Advance]) -> None:
+def record_steps(session: Session, results: list[Advance], chain: InsertChain | None = None) -> None:
     """The ladder's record (hub.escalation.models.LadderStep): each first firing of a step, once.
 
     Called after the fenced write, in its transaction; a row that exists already (a
-    repeat, or a step fired again after a clock restarted) is left as it is.
+    repeat, or a step fired again after a clock restarted) is left as it is. With
+    ``chain`` the rows are added to it (hub.db.InsertChain), written when the caller runs it.
     """
     rows = [{"referral_id": r.referral_id, "clock": r.clock, "step": step, "fired_at": r.at}
             for r in results if r.clock is not None for step, repeat in r.fired if repeat == 0]
     if not rows:
         return
-    session.execute(_RECORD_STEPS[session.get_bind().dialect.name == "postgresql"], rows)
+    if chain is not None:  # written with the caller's other rows
+        chain.add(LadderStep.__table__, rows, conflict_ok=True)
+        return
+    conn = session.connection()
+    conn.execute(_RECORD_STEPS[conn.dialect.name == "postgresql"], rows)
 
 
 # Built once, on the table (not the mapped class: no ORM bulk-insert machinery for a plain row).

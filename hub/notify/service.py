@@ -48,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
-from hub.db import UTCDateTime
+from hub.db import InsertChain, UTCDateTime
 from hub.errors import NotFound, log_failure
 from hub.notify.gateways import GatewayError, SmsGateway
 from hub.notify.models import AckToken, Alert, OutboxMessage
@@ -298,10 +298,24 @@ class OutboxBatch:
         (without ``session``, ``now``, ``settings``)."""
         self._messages.append(row)
 
-    def flush(self) -> int:
-        """Write what was gathered; returns the texts stored (those whose ``dedupe_key`` was new)."""
+    def flush(self, chain: InsertChain | None = None) -> int | None:
+        """Write what was gathered; returns the texts stored (those whose ``dedupe_key`` was new).
+
+        With ``chain``, the rendered texts and the tokens are added to it instead (written when
+        the caller runs it, with its other rows); returns None.
+        """
         tokens, messages = self._tokens, self._messages
         self._tokens, self._messages = [], []
+        if chain is not None:
+            templates, params, seen = self.settings.templates_dir / "sms", [], set()
+            for row in messages:
+                one = _message_params(row, self.now, templates)
+                if one["dedupe_key"] not in seen:
+                    seen.add(one["dedupe_key"])
+                    params.append(one)
+            chain.add(_OUTBOX, params, conflict_ok=True)  # a dedupe_key queued before is skipped
+            chain.add(_ACK, tokens)
+            return None
         stored = enqueue_many(self.session, messages, now=self.now, settings=self.settings)  # renders first
         _store_tokens(self.session, tokens)
         return stored

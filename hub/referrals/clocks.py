@@ -41,8 +41,11 @@ def next_firing(step: int, repeat: int, last: int) -> tuple[int, int]:
     return (step + 1, 0) if step < last else (last, repeat + 1)
 
 
-def start_clock(referral, clock: str | None, now: dt.datetime) -> None:
-    """Start ``clock`` on the referral (or stop all clocks with None); the sweep does the rest."""
+def start_clock(referral, clock: str | None, now: dt.datetime, policy: Policy | None = None) -> None:
+    """Start ``clock`` on the referral (or stop all clocks with None); the sweep does the rest.
+
+    ``policy``: the one frozen into ``referral.ladder``, when the caller has it already.
+    """
     referral.clock = clock
     referral.repeat = 0
     referral.step = -1
@@ -53,7 +56,7 @@ def start_clock(referral, clock: str | None, now: dt.datetime) -> None:
         referral.deadline_at = None
         referral.next_step_at = None
         return
-    policy = Policy.from_json(referral.ladder)
+    policy = policy or Policy.from_json(referral.ladder)
     referral.clock_started_at = now
     referral.deadline_at = deadline(policy, clock, now)
     if clock == "ack":  # kept after the clock stops: the reports' late_share

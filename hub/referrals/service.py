@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session, load_only, make_transient_to_detached, selec
 from hub import access, packets
 from hub.accounts import service as accounts
 from hub.audit.service import record as audit
-from hub.audit.service import record_many as audit_many
+from hub.audit.models import AuditEntry
+from hub.audit.service import entry_rows as audit_rows
 from hub.clock import rfc3339
 from hub.config import Policy, Settings
-from hub.db import UTCDateTime, retry_transient
+from hub.db import InsertChain, UTCDateTime, retry_transient
 from hub.directory import cache as directory_cache
 from hub.directory.models import Agency, Contact
 from hub.errors import BadInput, Conflict, Forbidden, Invalid, NotFound
@@ -66,9 +67,10 @@ class Notifier(Protocol):
                          actor: access.Principal | None) -> None: ...
 
     def referral_created(self, session: Session, referral: Referral, now: dt.datetime,
-                         store: Callable[[], None]) -> None:
+                         store: Callable[[InsertChain], None]) -> None:
         """Fire what a new referral starts with: set its ladder state on ``referral`` (not yet
-        written), call ``store()``, which writes its row, then write the texts that point at it."""
+        written), call ``store(chain)``, which adds its rows to an InsertChain (hub.db), add
+        the texts that point at them, then run the chain."""
 
 
 class NullNotifier:
@@ -76,7 +78,9 @@ class NullNotifier:
         return None
 
     def referral_created(self, session, referral, now, store) -> None:
-        store()
+        chain = InsertChain()
+        store(chain)
+        chain.run(session.connection())
 
 
 @dataclass(frozen=True)
@@ -229,28 +233,26 @@ def _checked_packets(session: Session, sender_id: str, sub: Submission, settings
         if reader in checked:
             raise Invalid(f"two packets are addressed to {reader!r}; address one to {recipient.id!r} and one to "
                           f"{sender_id!r}", code="wrong_packet_reader")
-        packets.verify_submission(wire, submitter=sender_id, sender=sender_bundle, recipient=bundles[reader],
-                                  max_bytes=settings.packets_max_bytes)
+        packets.verify_submission(parsed, submitter=sender_id, sender=sender_bundle, recipient=bundles[reader],
+                                  max_bytes=settings.packets_max_bytes)  # parsed once
         checked[reader] = (wire, parsed)
     packets.verify_referral_packets([p for _, p in checked.values()])
     return recipient, checked
 
 
 _REFERRAL_COLUMNS = tuple(c.key for c in Referral.__table__.c)
-# Built once: a statement object keeps its compiled form's cache key.
-_INSERT_REFERRAL = sa.insert(Referral.__table__)
-_INSERT_EVENT = sa.insert(ReferralEvent.__table__)
-_INSERT_PACKETS = sa.insert(ReferralPacket.__table__)
+_REFERRAL, _EVENT, _PACKET = Referral.__table__, ReferralEvent.__table__, ReferralPacket.__table__
 
 
 def _store(session: Session, principal: access.Principal, sub: Submission, recipient_id: str, checked: dict,
            policy: Policy, previous_id: str | None, *, now: dt.datetime, notifier: Notifier | None,
            idempotency_key: str | None, fingerprint: str | None) -> Referral:
-    """Write the referral and its rows, one INSERT per table, with step 0 fired.
+    """Write the referral and its rows with step 0 fired: one InsertChain (hub.db), which is
+    one statement on PostgreSQL and one INSERT per table on SQLite.
 
-    Plain INSERTs rather than the ORM's unit of work: the rows are new and
-    nothing reads them back here. The returned referral is attached to the session
-    as if it had been loaded.
+    Plain rows rather than the ORM's unit of work: the rows are new and nothing
+    reads them back here. The returned referral is attached to the session as if
+    it had been loaded.
     """
     sender_id = principal.agency_id
     referral_id = next(iter(checked.values()))[1].header.referral_id
@@ -264,13 +266,13 @@ def _store(session: Session, principal: access.Principal, sub: Submission, recip
         closed_at=None, updated_at=now, idempotency_key=idempotency_key,
         request_sha256=fingerprint if idempotency_key is not None else None,
     )
-    start_clock(referral, "ack", now)
+    start_clock(referral, "ack", now, policy)
 
-    def store() -> None:
-        session.execute(_INSERT_REFERRAL, {k: getattr(referral, k) for k in _REFERRAL_COLUMNS})
-        session.execute(_INSERT_EVENT, {
-            "referral_id": referral_id, "state": "sent", "at": now, "actor_agency_id": sender_id,
-            "actor": principal.display})
+    def store(chain: InsertChain) -> None:
+        # Core rows, nothing for the ORM to flush or track; the notifier runs the chain.
+        chain.add(_REFERRAL, {k: getattr(referral, k) for k in _REFERRAL_COLUMNS})
+        chain.add(_EVENT, {"referral_id": referral_id, "state": "sent", "at": now, "actor_agency_id": sender_id,
+                           "actor": principal.display})
         stored, entries = [], []
         for reader, (wire, parsed) in checked.items():
             digest = packets.packet_sha256(wire)
@@ -280,8 +282,8 @@ def _store(session: Session, principal: access.Principal, sub: Submission, recip
                                 packet_sha256=digest, detail={"reader": reader, "size": len(wire)}))
         entries.append(dict(at=now, actor=principal.display, action="referral.created", referral_id=referral_id,
                             detail={"from": sender_id, "to": recipient_id, "policy": policy.name, "code": code}))
-        session.execute(_INSERT_PACKETS, stored)  # both rows in one statement
-        audit_many(session, entries)
+        chain.add(_PACKET, stored)
+        chain.add(AuditEntry.__table__, audit_rows(entries))
 
     # Step 0 sets the ladder state on the referral before store() writes its row; its texts follow.
     (notifier or NullNotifier()).referral_created(session, referral, now, store)
