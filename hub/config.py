@@ -452,3 +452,31 @@ def ensure_demo_secret(settings: "Settings") -> Path | None:
         fh.write(secret)
     object.__setattr__(settings, "secret_key", secret)  # Settings is frozen for everyone but `hub init`
     return path
+
+
+# -- the hub's files are its own user's only ----------------------------------------------------------
+
+PRIVATE_UMASK = 0o077
+
+
+def lock_down_files(settings: "Settings") -> None:
+    """Make what the hub wrote readable by its own user only: ``instance/`` and ``keys/`` 0700, every
+    file in them 0600 (database and its -wal/-shm, demo secrets, key bundles, wrapped and audit keys),
+    and a SQLite database kept elsewhere. New files get the same from the process umask
+    (:data:`PRIVATE_UMASK`, set by the `hub` command and wsgi.py); this mends what an older hub, or a
+    copy, left open."""
+    folders = [settings.instance_dir, settings.keys_dir]
+    if settings.is_sqlite:
+        database = Path(settings.database_url.split("///", 1)[-1])
+        files = [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    else:
+        files = []
+    for folder in folders:
+        if folder.is_dir():
+            os.chmod(folder, 0o700)
+            for path in folder.rglob("*"):
+                if not path.is_symlink():
+                    os.chmod(path, 0o700 if path.is_dir() else 0o600)
+    for path in files:
+        if path.is_file():
+            os.chmod(path, 0o600)
