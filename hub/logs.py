@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 
 _HANDLER_NAME = "refhub"
 
@@ -68,7 +68,11 @@ class RedactingFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
         args = record.args
-        if isinstance(args, Mapping):  # gunicorn's access log: a dict of atoms
+        if isinstance(args, MutableMapping):  # gunicorn's access log: its dict of atoms, changed in place
+            for key, value in list(args.items()):
+                if isinstance(value, str):
+                    args[key] = redact(value)
+        elif isinstance(args, Mapping):
             record.args = {k: redact(v) if isinstance(v, str) else v for k, v in args.items()}
         elif isinstance(args, tuple):
             record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)

@@ -59,7 +59,7 @@ def get_referral(referral_id: str):
     pkt = referrals.packet_for(session, who, referral, now=current().clock.now())
     if pkt is not None and pkt.wire is None:
         raise PacketShredded(f"the packet of {referral.code} was shredded: it was final for longer than "
-                             "retention.packets_after; its metadata stays at GET /api/v1/referrals?box=...")
+                             "retention.packets_after; its metadata and history stay in GET /api/v1/referrals")
     out["packet"] = json.loads(pkt.wire) if pkt is not None and pkt.wire is not None else None
     session.commit()
     return jsonify(out)

@@ -285,3 +285,12 @@ def test_retention_years_setting(tmp_path, database_url):
     assert make_settings(tmp_path, database_url).retention_packets_after == dt.timedelta(days=730)
     other = make_settings(tmp_path / "b", database_url, retention__packets_after="P400D")
     assert other.retention_packets_after == dt.timedelta(days=400)
+
+
+def test_the_scheduler_runs_retention_daily(settings, engine, clock):
+    from hub.context import HubContext
+    from hub.scheduler import RETENTION_JOB, build_scheduler
+
+    scheduler = build_scheduler(HubContext.build(settings, engine=engine, clock=clock), blocking=False)
+    job = scheduler.get_job(RETENTION_JOB)
+    assert job.trigger.interval == dt.timedelta(days=1)
