@@ -294,3 +294,20 @@ def test_the_scheduler_runs_retention_daily(settings, engine, clock):
     scheduler = build_scheduler(HubContext.build(settings, engine=engine, clock=clock), blocking=False)
     job = scheduler.get_job(RETENTION_JOB)
     assert job.trigger.interval == dt.timedelta(days=1)
+
+
+def test_a_shredded_packet_on_the_web_is_410_with_a_notice(client, network, submit, db, clock, engine):
+    from hub.referrals import retention
+    from tests.webhelpers import add_member, sign_in
+
+    ref = submit()
+    client.post(f"/api/v1/referrals/{ref['id']}/decline", json={"reason": "full"},
+                headers=network.headers("pp-shelter-a"))
+    retention.run(db, engine, now=clock.now() + dt.timedelta(days=731), packets_after=dt.timedelta(days=730))
+    sign_in(client, add_member(db, network, clock, "pp-shelter-a", "caseworker"))
+    client.set_cookie("refhub_lang", "en")
+    page = client.get(f"/r/{ref['id']}")
+    assert page.status_code == 410
+    assert "packet was shredded" in page.get_data(as_text=True)
+    assert ref["code"] in page.get_data(as_text=True)  # the metadata stays
+    assert page.headers["Cache-Control"] == "no-store"
