@@ -73,7 +73,9 @@ ODD_BODIES = {
 ROUTES = [("POST", "/api/v1/referrals/{id}/decline", "pp-shelter-a"),
           ("PUT", "/api/v1/agencies/pp-shelter-a/capacity", "pp-shelter-a"),
           ("POST", "/api/v1/referrals", "pp-ahtjp"),
-          ("POST", "/api/v1/referrals/{id}/acknowledge", "pp-shelter-a")]
+          ("POST", "/api/v1/referrals/{id}/acknowledge", "pp-shelter-a"),
+          ("POST", "/api/v1/escalations/{id}/take", "pp-committee"),
+          ("GET", "/api/v1/referrals", "pp-shelter-a")]
 
 
 @pytest.mark.parametrize("name", sorted(ODD_BODIES))
