@@ -6,6 +6,7 @@ the faces (create_app, the `hub` command) and the result passed down.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 import secrets
@@ -205,6 +206,8 @@ class SmsSettings:
     send_timeout: dt.timedelta = dt.timedelta(seconds=10)
     # Sends one drain has in flight at once (each on its own thread and HTTP connection).
     concurrency: int = 4
+    # How long a one-tap link works after it was texted (it is also void once its clock stops).
+    onetap_lifetime: dt.timedelta = dt.timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,11 @@ class Settings:
     audit_origin: str = "refhub/127.0.0.1:5000"
     audit_key_secret: str | None = None  # HUB_AUDIT_KEY_SECRET: unwraps keys/hub-audit.keyring.json
     timezone: str = "Asia/Phnom_Penh"  # for what people read; storage stays UTC
+    # [retention]: packets of referrals final for longer than this are shredded (`hub retention run`).
+    retention_packets_after: dt.timedelta = dt.timedelta(days=730)
+    # [metrics]: who may scrape /metrics: these client addresses, or a bearer token (HUB_METRICS_TOKEN).
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    metrics_token: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -319,6 +327,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         api_base=env.get("HUB_TWILIO_API_BASE") or None,
         send_timeout=send_timeout,
         concurrency=concurrency,
+        onetap_lifetime=_onetap_lifetime(sms_raw),
     )
     if gateway == "twilio":
         if not sms.account_sid or not sms.auth_tokens:
@@ -368,8 +377,58 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         audit_key_secret=env.get("HUB_AUDIT_KEY_SECRET") or None,
         taskforces=_taskforces(data.get("taskforces")),
         timezone=timezone,
-        extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit", "security", "paths", "taskforces"}},
+        retention_packets_after=_retention(_section(data, "retention")),
+        metrics_allow=_metrics_allow(_section(data, "metrics")),
+        metrics_token=_metrics_token(env),
+        extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit",
+                                                          "security", "paths", "taskforces", "retention", "metrics"}},
     )
+
+
+# -- [sms] onetap_lifetime, [retention], [metrics] ----------------------------------------------------
+
+
+def _onetap_lifetime(sms_raw: Mapping[str, Any]) -> dt.timedelta:
+    value = parse_duration(sms_raw.get("onetap_lifetime", "P2D"), where="sms.onetap_lifetime")
+    if not dt.timedelta(hours=1) <= value <= dt.timedelta(days=30):
+        raise ConfigError("sms.onetap_lifetime must be between PT1H and P30D")
+    return value
+
+
+def _retention(raw: Mapping[str, Any]) -> dt.timedelta:
+    unknown = set(raw) - {"packets_after"}
+    if unknown:
+        raise ConfigError(f"retention: unknown key(s) {', '.join(sorted(unknown))}; use packets_after")
+    text = raw.get("packets_after", "P2Y")
+    years = re.match(r"^P(\d+)Y$", text.strip().upper()) if isinstance(text, str) else None
+    # Whole years are read as 365 days each (P2Y = P730D): retention counts days, not calendars.
+    value = (dt.timedelta(days=365 * int(years.group(1))) if years
+             else parse_duration(text, where="retention.packets_after"))
+    if value < dt.timedelta(days=1):
+        raise ConfigError("retention.packets_after must be at least P1D")
+    return value
+
+
+def _metrics_allow(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    unknown = set(raw) - {"allow"}
+    if unknown:
+        raise ConfigError(f"metrics: unknown key(s) {', '.join(sorted(unknown))}; use allow")
+    allow = raw.get("allow", ["127.0.0.1", "::1"])
+    if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+        raise ConfigError("metrics.allow must be a list of addresses or networks, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]")
+    for item in allow:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"metrics.allow: {item!r} is not an IP address or network such as \"10.0.0.0/8\"") from None
+    return tuple(allow)
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("HUB_METRICS_TOKEN") or None
+    if token is not None and len(token) < 24:
+        raise ConfigError("HUB_METRICS_TOKEN is too short; use at least 24 random characters")
+    return token
 
 
 DEMO_SECRET_FILE = "secret_key"
@@ -393,3 +452,31 @@ def ensure_demo_secret(settings: "Settings") -> Path | None:
         fh.write(secret)
     object.__setattr__(settings, "secret_key", secret)  # Settings is frozen for everyone but `hub init`
     return path
+
+
+# -- the hub's files are its own user's only ----------------------------------------------------------
+
+PRIVATE_UMASK = 0o077
+
+
+def lock_down_files(settings: "Settings") -> None:
+    """Make what the hub wrote readable by its own user only: ``instance/`` and ``keys/`` 0700, every
+    file in them 0600 (database and its -wal/-shm, demo secrets, key bundles, wrapped and audit keys),
+    and a SQLite database kept elsewhere. New files get the same from the process umask
+    (:data:`PRIVATE_UMASK`, set by the `hub` command and wsgi.py); this mends what an older hub, or a
+    copy, left open."""
+    folders = [settings.instance_dir, settings.keys_dir]
+    if settings.is_sqlite:
+        database = Path(settings.database_url.split("///", 1)[-1])
+        files = [database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    else:
+        files = []
+    for folder in folders:
+        if folder.is_dir():
+            os.chmod(folder, 0o700)
+            for path in folder.rglob("*"):
+                if not path.is_symlink():
+                    os.chmod(path, 0o700 if path.is_dir() else 0o600)
+    for path in files:
+        if path.is_file():
+            os.chmod(path, 0o600)

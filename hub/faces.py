@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from flask import current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 from sqlalchemy.orm import Session
 
 from hub.context import HubContext
@@ -89,3 +90,35 @@ def teardown(exc: BaseException | None) -> None:
         if exc is not None:
             session.rollback()
         session.close()
+
+
+# -- request size limits -------------------------------------------------------------------------
+# MAX_CONTENT_LENGTH (hub.wiring) is the largest body the hub reads: a submission of two packets.
+# Only the routes that carry packets or photos get it; every other route reads a small body,
+# refused with 413 (and the error envelope) before a byte of it is parsed.
+
+API_BODY_LIMIT = 16 * 1024       # an acknowledgement, a decline's reason, a bed count
+WEBHOOK_BODY_LIMIT = 64 * 1024   # Twilio posts a few hundred bytes
+FORM_BODY_LIMIT = 256 * 1024     # web forms without photos
+LARGE_BODY_ENDPOINTS = frozenset({"api.create_referral", "web.new_referral"})
+
+
+def body_limit(endpoint: str | None) -> int | None:
+    """The largest body ``endpoint`` reads; None: the app's MAX_CONTENT_LENGTH."""
+    if endpoint in LARGE_BODY_ENDPOINTS:
+        return None
+    if endpoint and endpoint.startswith("api."):
+        return API_BODY_LIMIT
+    if endpoint and endpoint.startswith("notify."):
+        return WEBHOOK_BODY_LIMIT
+    return FORM_BODY_LIMIT
+
+
+def limit_body() -> None:
+    """before_request: this route's body limit, checked on Content-Length at once and on the stream."""
+    limit = body_limit(request.endpoint)
+    if limit is None:
+        return
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(f"this request may carry at most {limit // 1024} KiB")

@@ -6,8 +6,11 @@ states and agency kinds only, never ids of people.
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
+
 import sqlalchemy as sa
-from flask import Blueprint, Response
+from flask import Blueprint, Response, abort, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 
@@ -59,8 +62,28 @@ class TableCollector:
             yield alerts
 
 
+def allowed(settings, remote_addr: str | None, authorization: str) -> bool:
+    """Whether this client may scrape: its address is in ``[metrics] allow``, or it sends
+    ``Authorization: Bearer $HUB_METRICS_TOKEN``. (Behind a proxy the address is the proxy's: allow
+    the proxy only if the proxy itself guards /metrics, or use the token.)"""
+    token = settings.metrics_token
+    scheme, _, given = authorization.partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return True
+    try:
+        address = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(net, strict=False) for net in settings.metrics_allow)
+
+
 @metrics_bp.get("/metrics")
 def metrics():
+    ctx = current()
+    if not allowed(ctx.settings, request.remote_addr, request.headers.get("Authorization", "")):
+        abort(404)  # as if there were no such page: a stranger learns nothing, not even that it exists
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TableCollector(current()))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -34,12 +34,15 @@ from hub.audit import sequencer as audit_sequencer
 from hub.errors import log_failure
 from hub.escalation.service import sweep
 from hub.notify.service import drain
+from hub.referrals import retention
 
 log = logging.getLogger("hub.scheduler")
 
 SWEEP_JOB = "escalation-sweep"
 DRAIN_JOB = "outbox-drain"
 AUDIT_JOB = "audit-sequencer"
+RETENTION_JOB = "retention"
+RETENTION_EVERY = dt.timedelta(days=1)
 
 
 class Drainer:
@@ -149,6 +152,22 @@ def run_audit_sequencer(ctx) -> Any:
         return None
 
 
+def run_retention(ctx) -> Any:
+    """Shred the packets of referrals final for longer than ``[retention] packets_after`` (daily).
+
+    Safe with several schedulers: each run shreds only packets that still hold bytes, in one
+    transaction, and a second run at once finds nothing left to do."""
+    try:
+        report = retention.run(ctx.sessions, ctx.engine, now=ctx.clock.now(),
+                               packets_after=ctx.settings.retention_packets_after)
+        if report.packets:
+            log.info("retention shredded packets=%d referrals=%d", report.packets, report.referrals)
+        return report
+    except Exception:
+        log_failure(log, "retention run failed; tomorrow's run tries again")
+        return None
+
+
 def build_scheduler(ctx, *, blocking: bool):
     """A scheduler with the sweep and drain jobs, every ``settings.tick``, not started.
 
@@ -160,7 +179,8 @@ def build_scheduler(ctx, *, blocking: bool):
     cls = HubBlockingScheduler if blocking else HubBackgroundScheduler
     seconds = max(ctx.settings.tick.total_seconds(), 0.1)
     scheduler = cls(
-        executors={"sweep": ThreadPoolExecutor(1), "drain": ThreadPoolExecutor(2), "audit": ThreadPoolExecutor(1)},
+        executors={"sweep": ThreadPoolExecutor(1), "drain": ThreadPoolExecutor(2), "audit": ThreadPoolExecutor(1),
+                   "retention": ThreadPoolExecutor(1)},
         job_defaults={"coalesce": True, "misfire_grace_time": max(int(seconds * 2), 1)},
         timezone="UTC",
     )
@@ -180,6 +200,10 @@ def build_scheduler(ctx, *, blocking: bool):
     scheduler.add_job(run_audit_sequencer, "interval", args=[ctx], id=AUDIT_JOB, name=AUDIT_JOB, executor="audit",
                       seconds=max(ctx.settings.checkpoint_every.total_seconds(), 1.0), max_instances=1,
                       next_run_time=first)
+    # Daily, the first run a minute after start (not at once: a restart loop must not hammer the database).
+    scheduler.add_job(run_retention, "interval", args=[ctx], id=RETENTION_JOB, name=RETENTION_JOB,
+                      executor="retention", seconds=RETENTION_EVERY.total_seconds(), max_instances=1,
+                      next_run_time=first + dt.timedelta(minutes=1))
     return scheduler
 
 

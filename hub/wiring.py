@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_wtf.csrf import CSRFProtect
 
 from hub import faces
@@ -44,6 +44,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
     app.request_class = InMemoryRequest  # uploads (victims' photos) never spool to a temporary file
     app.extensions["hub"] = HubContext.build(settings, **collaborators)
     app.after_request(faces.after_request)
+    app.before_request(faces.limit_body)  # each route's body limit (hub.faces): small but for packets
     app.teardown_appcontext(faces.teardown)
 
     csrf = CSRFProtect(app)
@@ -54,6 +55,31 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
     for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp, coordinators_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
+    _transport_and_cache_headers(app, settings)
     i18n.init_babel(app, settings.timezone)
     i18n.register_names(app)
     return app
+
+
+# -- transport and cache headers (issue 18) --------------------------------------------------------
+
+# Responses that carry nothing personal and may be cached: the stylesheet, the Khmer font, the
+# health checks, and the audit log's public checkpoint and key (which set their own Cache-Control).
+CACHEABLE_ENDPOINTS = frozenset({"web.static", "web.khmer_font", "health.healthz", "health.readyz",
+                                 "audit.checkpoint", "audit.key"})
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def _transport_and_cache_headers(app: Flask, settings: Settings) -> None:
+    """HSTS when the hub is served over https; ``Cache-Control: no-store`` on every response but the
+    few public ones, so no packet, referral, page of a signed-in member or one-tap page stays in a
+    browser's or a proxy's cache."""
+    https = settings.public_base_url.startswith("https://")
+
+    @app.after_request
+    def _headers(response):
+        if https:
+            response.headers["Strict-Transport-Security"] = HSTS
+        if request.endpoint not in CACHEABLE_ENDPOINTS:
+            response.headers["Cache-Control"] = "no-store"
+        return response

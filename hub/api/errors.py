@@ -8,6 +8,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from hub.errors import HubError, log_failure
+from hub.faces import body_limit
 from hub.packets import PacketError
 
 log = logging.getLogger("hub.http")
@@ -38,8 +39,12 @@ def register_error_handlers(app: Flask) -> None:
         code = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
                 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
                 429: "rate_limited"}.get(exc.code or 500, "http_error")
-        message = {413: "the request is larger than the hub accepts; packets may be at most packets.max_bytes"}.get(
-            exc.code or 0, exc.description or exc.name)
+        message = exc.description or exc.name
+        if exc.code == 413:
+            limit = body_limit(request.endpoint)
+            message = ("the request is larger than the hub accepts; packets may be at most packets.max_bytes"
+                       if limit is None else
+                       f"the request is larger than this address accepts (at most {limit // 1024} KiB)")
         if not request.path.startswith("/api/") and exc.code == 404:
             return exc
         return envelope(exc.code or 500, code, message)

@@ -6,10 +6,11 @@ import json
 from flask import jsonify, request
 
 from hub.api import api_bp
-from hub.api.common import int_arg, json_body, principal, query_arg
+from hub.api.common import int_arg, json_body, principal, query_arg, refuse_long_strings
 from hub.errors import BadInput
 from hub.faces import current, db, writes
 from hub.referrals import service as referrals
+from hub.referrals.retention import PacketShredded
 
 
 def _submit_result(referral) -> dict:
@@ -25,6 +26,7 @@ def create_referral():
     if key is not None and not (1 <= len(key) <= 200 and key.isprintable()):
         raise BadInput("Idempotency-Key must be 1 to 200 printable characters", code="invalid_header")
     raw = request.get_data(cache=True)
+    refuse_long_strings(raw, ctx.settings.packets_max_bytes)
     submission = referrals.parse_submission(json_body())
     referral, _created = referrals.create(
         db(), who, submission, settings=ctx.settings, now=ctx.clock.now(), notifier=ctx.notifier,
@@ -55,6 +57,9 @@ def get_referral(referral_id: str):
     referral = referrals.get_for(session, who, referral_id)
     out = referrals.party_view(referral)
     pkt = referrals.packet_for(session, who, referral, now=current().clock.now())
+    if pkt is not None and pkt.wire is None:
+        raise PacketShredded(f"the packet of {referral.code} was shredded: it was final for longer than "
+                             "retention.packets_after; its metadata and history stay in GET /api/v1/referrals")
     out["packet"] = json.loads(pkt.wire) if pkt is not None and pkt.wire is not None else None
     session.commit()
     return jsonify(out)

@@ -22,6 +22,7 @@ from hub.accounts import service as accounts
 from hub.cli.audit import audit
 from hub.cli.client import client
 from hub.cli.reports import reports
+from hub.cli.retention import retention
 from hub.cli.context import HubCliError, HubCommand, HubGroup, command_context, config_option
 from hub.cli.scheduling import (
     escalate_command,
@@ -29,7 +30,7 @@ from hub.cli.scheduling import (
     start_embedded_scheduler,
 )
 from hub.cli.sms import sms
-from hub.config import ensure_demo_secret
+from hub.config import PRIVATE_UMASK, ensure_demo_secret, lock_down_files
 from hub.db import session_scope
 from hub.directory import service as directory
 from hub.vocabulary import (
@@ -47,6 +48,7 @@ from hub.vocabulary import (
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """refhub: the referral hub for counter-trafficking agencies."""
+    os.umask(PRIVATE_UMASK)  # every file a hub command writes is its user's only
     ctx.ensure_object(dict)
     if config_path is not None:
         ctx.obj["config"] = config_path
@@ -119,6 +121,7 @@ def init_cmd(demo: bool) -> None:
 
     if demo:
         _init_demo(settings, sessions, clock, fresh)
+    lock_down_files(settings)
 
 
 def _init_demo(settings, sessions, clock, fresh: dict) -> None:
@@ -161,6 +164,7 @@ def serve_cmd(host: str, port: int) -> None:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         settings = dataclasses.replace(settings, public_base_url=f"http://{shown}:{port}")
     app = create_app(settings, engine=ctx.engine, clock=ctx.clock, gateway=ctx.gateway)
+    lock_down_files(settings)
     # One in-process scheduler for the embedded demo; gunicorn workers never start one (wsgi.py).
     # The reloader would fork a second process, and with it a second scheduler: keep it off.
     scheduler = start_embedded_scheduler(app)
@@ -319,5 +323,5 @@ def tokens_revoke(token_id: int) -> None:
 
 # --- the command groups that live in their own modules -------------------------------------------
 
-for _command in (audit, client, escalate_command, scheduler_command, sms, reports):
+for _command in (audit, client, escalate_command, scheduler_command, sms, reports, retention):
     main.add_command(_command)

@@ -72,3 +72,17 @@ class Alert(Base):
     dedupe_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
     raised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookSeen(Base):
+    """A Twilio webhook already acted on, by its key (``sms:<MessageSid>``, ``status:<MessageSid>:<status>``).
+
+    Written in the same transaction as the webhook's effect: a replay (Twilio's retry, or a
+    captured request posted again) finds its key and changes nothing; the primary key makes two
+    concurrent deliveries of one webhook act once.
+    """
+
+    __tablename__ = "webhook_seen"
+
+    key: Mapped[str] = mapped_column(sa.String(120), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

@@ -49,9 +49,10 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from hub.audit.service import record as audit
 from hub.db import InsertChain, UTCDateTime
-from hub.errors import NotFound, log_failure
+from hub.errors import Forbidden, NotFound, log_failure
+from hub.logs import redact
 from hub.notify.gateways import GatewayError, SmsGateway
-from hub.notify.models import AckToken, Alert, OutboxMessage
+from hub.notify.models import AckToken, Alert, OutboxMessage, WebhookSeen
 from hub.notify.sms import render_sms
 
 log = logging.getLogger("hub.notify")
@@ -409,20 +410,45 @@ def move_status(message: OutboxMessage, status: str, now: dt.datetime) -> bool:
     return True
 
 
+def first_sighting(session: Session, key: str, now: dt.datetime) -> bool:
+    """Record that the webhook ``key`` is being acted on, in the caller's transaction; False if it was
+    before (a replay: act on nothing). Two concurrent deliveries of one key: the second waits for the
+    first's transaction and then finds the key."""
+    dialect = session.get_bind().dialect.name
+    stmt = (_INSERTS[dialect](WebhookSeen.__table__).values(key=key[:120], seen_at=now)
+            .on_conflict_do_nothing(index_elements=["key"]).returning(WebhookSeen.__table__.c.key))
+    return _connection(session).execute(stmt).scalar_one_or_none() is not None
+
+
 def record_status(session: Session, nonce: str, provider_status: str, now: dt.datetime,
-                  error_code: str | None = None, on_failed: FailedHook | None = None) -> OutboxMessage:
-    """A delivery report for the message with this callback nonce. NotFound for an unknown nonce."""
+                  error_code: str | None = None, on_failed: FailedHook | None = None, *,
+                  message_sid: str | None = None, to_phone: str | None = None) -> OutboxMessage:
+    """A delivery report for the message with this callback nonce. NotFound for an unknown nonce.
+
+    The report must be for that message: its ``MessageSid`` the provider's id of the text we sent
+    (recorded from this report if the send's own record has not come in yet) and its ``To`` the
+    number we texted; otherwise Forbidden and nothing changes. A report seen before (same message,
+    same status) changes nothing.
+    """
     stmt = sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce).with_for_update()
     message = session.scalar(stmt) if nonce and len(nonce) <= 64 else None
     if message is None:
         raise NotFound("no message has this status callback address")
+    sid_ok = bool(message_sid) and len(message_sid) <= 64 and message.provider_id in (None, message_sid)
+    if not sid_ok or to_phone != message.to_phone:
+        log.warning("sms status refused message=%s cause=%s", message.id, "sid" if not sid_ok else "to")
+        raise Forbidden("this delivery report is not for the message at this address", code="callback_mismatch")
     status = PROVIDER_STATUS.get((provider_status or "").lower())
+    if not first_sighting(session, f"status:{message_sid}:{(provider_status or '')[:20].lower()}", now):
+        return message
+    if message.provider_id is None:
+        message.provider_id = message_sid
     if status is not None and move_status(message, status, now):
         if status in ("failed", "undelivered"):
             message.last_error = f"provider reported {status}" + (f" (error {error_code[:10]})" if error_code else "")
             log.warning("sms %s message=%s error_code=%s", status, message.id, error_code)
             _message_failed(session, message, now, on_failed)
-        session.flush()
+    session.flush()
     return message
 
 
@@ -504,8 +530,15 @@ _RECORD_SENT = (
     .where(OutboxMessage.id == sa.bindparam("claim_id"), OutboxMessage.attempts == sa.bindparam("claim_attempts"))
     .values(status=sa.case((OutboxMessage.status.in_(("queued", "sending")), "sent"), else_=OutboxMessage.status),
             provider_id=sa.bindparam("provider_id"), sent_at=sa.bindparam("now"), last_error=None,
-            updated_at=sa.bindparam("now"))
+            updated_at=sa.bindparam("now"), body=sa.bindparam("sent_body"))
 )
+
+
+def kept_body(body: str, gateway) -> str:
+    """What the outbox keeps of a text once it is sent (or failed for good): the one-tap link's token
+    is gone, so the database never holds a live link after the phone has it. The demo's console
+    gateway keeps the whole text: its /sms/console page is the demo's phone."""
+    return body if getattr(gateway, "name", None) == "console" else redact(body)
 
 
 def _send(gateway: SmsGateway, claim: _Claim, callback: str | None):
@@ -520,13 +553,13 @@ def _send(gateway: SmsGateway, claim: _Claim, callback: str | None):
 
 
 def _record(session_factory: sessionmaker[Session], claim: _Claim, outcome, now: dt.datetime,
-            on_failed: FailedHook | None) -> str | None:
+            on_failed: FailedHook | None, gateway=None) -> str | None:
     """Write one send's outcome, fenced on the claim; "sent", "retried", "failed", or None if it was not ours."""
     if not isinstance(outcome, GatewayError):
         with session_factory() as session, session.begin():
             result = session.connection().execute(_RECORD_SENT, {
                 "claim_id": claim.id, "claim_attempts": claim.attempts, "provider_id": outcome.provider_id,
-                "now": now})
+                "now": now, "sent_body": kept_body(claim.body, gateway)})
         return "sent" if result.rowcount == 1 else None
     error = outcome
     with session_factory() as session, session.begin():
@@ -544,6 +577,7 @@ def _record(session_factory: sessionmaker[Session], claim: _Claim, outcome, now:
                      message.next_attempt_at.isoformat())
             return "retried"
         message.status = "failed"
+        message.body = kept_body(message.body, gateway)  # never sent again: its link need not stay readable
         log.warning("sms failed message=%s attempts=%d retryable=%s", claim.id, claim.attempts, error.retryable)
         session.flush()
         _message_failed(session, message, now, on_failed)
@@ -591,7 +625,7 @@ def drain(session_factory: sessionmaker[Session], gateway: SmsGateway, clock, *,
                 claim = in_flight.pop(future)
                 outcome = future.result()  # a BaseException (the process is going down) propagates
                 try:
-                    recorded = _record(session_factory, claim, outcome, clock.now(), on_failed)
+                    recorded = _record(session_factory, claim, outcome, clock.now(), on_failed, gateway)
                 except Exception:
                     # The row stays "sending" and is reclaimed after its lease (a second copy if it was sent).
                     log_failure(log, "sms outcome of message=%s not recorded; it is reclaimed after the lease",

@@ -472,12 +472,19 @@ class TapResult:
     by: Agency | None = None
 
 
-def tapped(session: Session, raw_token: str) -> TapResult | None:
+def _expired(token, now: dt.datetime | None, lifetime: dt.timedelta | None) -> bool:
+    """A one-tap link older than ``[sms] onetap_lifetime`` acts on nothing (``tapped`` says "expired")."""
+    return now is not None and lifetime is not None and now >= token.created_at + lifetime
+
+
+def tapped(session: Session, raw_token: str, *, now: dt.datetime | None = None,
+           lifetime: dt.timedelta | None = None) -> TapResult | None:
     """What a one-tap link's GET shows, changing nothing.
 
     None for a link the hub never sent (or to a contact no longer active). A link that
     was sent but whose referral has moved on (answered through any face, which also
     voids the link) shows who answered: the person holding it was texted about it.
+    A link older than ``lifetime`` (at ``now``) is "expired".
     """
     token = notify.find_ack_token(session, raw_token, usable=False)
     if token is None:
@@ -486,26 +493,36 @@ def tapped(session: Session, raw_token: str) -> TapResult | None:
     contact = session.get(Contact, token.contact_id)
     if referral is None or contact is None or not contact.active:
         return None
+    if _expired(token, now, lifetime) and not token.used_at:
+        return TapResult("expired", referral, contact)
     if token.used_at or token.voided_at or referral.status != "sent" or referral.clock != token.clock:
         return TapResult("taken", referral, contact, answered_by(session, referral))
     return TapResult("open", referral, contact)
 
 
 def acknowledge_by_token(session: Session, raw_token: str, *, now: dt.datetime,
-                         notifier: Notifier | None = None) -> TapResult | None:
+                         notifier: Notifier | None = None, lifetime: dt.timedelta | None = None
+                         ) -> TapResult | None:
     """A one-tap link's POST: acknowledge as the token's contact, once; None for an unusable link.
 
     Locks in the hub's one order: the referral (fresh), then the token, then (through the
     notifier) the other tokens and the outbox.
     """
-    return retry_transient(session, lambda: _acknowledge_by_token(session, raw_token, now=now, notifier=notifier))
+    return retry_transient(session, lambda: _acknowledge_by_token(session, raw_token, now=now, notifier=notifier,
+                                                                   lifetime=lifetime))
 
 
 def _acknowledge_by_token(session: Session, raw_token: str, *, now: dt.datetime,
-                          notifier: Notifier | None) -> TapResult | None:
+                          notifier: Notifier | None, lifetime: dt.timedelta | None = None) -> TapResult | None:
     first = notify.find_ack_token(session, raw_token, usable=False)
     if first is None:
         return None
+    if _expired(first, now, lifetime) and not first.used_at:
+        contact = session.get(Contact, first.contact_id)
+        referral = session.get(Referral, first.referral_id)
+        if referral is None or contact is None or not contact.active:
+            return None
+        return TapResult("expired", referral, contact)
     referral = _locked(session, first.referral_id)
     token = notify.find_ack_token(session, raw_token, lock=True)
     contact = session.get(Contact, first.contact_id)

@@ -77,7 +77,8 @@ def inbound_sms():
     ctx = current()
     session = db()
     reply = sms_replies.handle_sms(session, from_phone=request.form.get("From"), body=request.form.get("Body"),
-                                   now=ctx.clock.now(), notifier=ctx.notifier)
+                                   now=ctx.clock.now(), notifier=ctx.notifier,
+                                   message_sid=request.form.get("MessageSid"))
     session.commit()
     return _twiml(reply.text(ctx.settings.templates_dir / "sms"))
 
@@ -89,7 +90,8 @@ def status_callback(nonce: str):
     session = db()
     status = request.form.get("MessageStatus") or request.form.get("SmsStatus") or ""
     record_status(session, nonce, status, ctx.clock.now(), error_code=request.form.get("ErrorCode"),
-                  on_failed=ctx.on_delivery_failed)
+                  on_failed=ctx.on_delivery_failed, message_sid=request.form.get("MessageSid"),
+                  to_phone=request.form.get("To"))
     session.commit()
     return Response(status=204)
 
@@ -127,9 +129,12 @@ def _page(name: str, token: str, tap: referrals.TapResult, **extra):
 @notify_bp.get("/a/<token>")
 def onetap(token: str):
     """The confirmation page: shows code, urgency and sender, and changes nothing (link previews GET)."""
-    tap = referrals.tapped(db(), token)
+    settings = current().settings
+    tap = referrals.tapped(db(), token, now=current().clock.now(), lifetime=settings.sms.onetap_lifetime)
     if tap is None:
         return _invalid()
+    if tap.state == "expired":
+        return _page("onetap_expired", token, tap), 410
     if tap.state == "taken":
         return _page("onetap_done", token, tap, state="taken", by=tap.by)
     return _page("onetap_confirm", token, tap)
@@ -140,10 +145,14 @@ def onetap_acknowledge(token: str):
     """Acknowledge as the token's contact, once. The token itself is the capability and is single use."""
     ctx = current()
     session = db()
-    tap = referrals.acknowledge_by_token(session, token, now=ctx.clock.now(), notifier=ctx.notifier)
+    tap = referrals.acknowledge_by_token(session, token, now=ctx.clock.now(), notifier=ctx.notifier,
+                                         lifetime=ctx.settings.sms.onetap_lifetime)
     if tap is None:
         session.rollback()
         return _invalid()
+    if tap.state == "expired":
+        session.rollback()
+        return _page("onetap_expired", token, tap), 410
     session.commit()
     return _page("onetap_done", token, tap, state=tap.state, by=tap.by)
 

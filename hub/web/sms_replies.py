@@ -22,6 +22,7 @@ from hub.directory import service as directory
 from hub.directory.models import Agency, Contact
 from hub.errors import Forbidden, HubError, NotFound
 from hub.notify.commands import Command, parse_command
+from hub.notify.service import first_sighting
 from hub.notify.sms import render_sms
 from hub.phones import InvalidPhone, normalize_phone
 from hub.referrals import service as referrals
@@ -59,9 +60,15 @@ def contacts_for_phone(session: Session, phone: str | None) -> list[Contact]:
 
 
 def handle_sms(session: Session, *, from_phone: str | None, body: str | None, now: dt.datetime,
-               notifier=None) -> Reply:
-    """Carry out one inbound SMS in the caller's transaction and say what to answer."""
+               notifier=None, message_sid: str | None = None) -> Reply:
+    """Carry out one inbound SMS in the caller's transaction and say what to answer.
+
+    An SMS whose ``MessageSid`` was acted on before (Twilio retrying, or a captured request
+    posted again) changes nothing and is answered with nothing, so no second reply goes out.
+    """
     command = parse_command(body or "")
+    if not message_sid or not first_sighting(session, f"sms:{message_sid}", now):
+        return Reply(None, command.lang, outcome="replay" if message_sid else "no_message_sid")
     contacts = contacts_for_phone(session, from_phone)
     if not contacts:
         reply = _reserved(command) or Reply("reply_neutral", command.lang, outcome="unknown_number")

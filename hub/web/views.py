@@ -18,6 +18,7 @@ from hub.api.common import SESSION_COOKIE
 from hub.faces import current, db, writes
 from hub.directory import service as directory
 from hub.errors import HubError, NotFound
+from hub.referrals import retention
 from hub.referrals import service as referrals
 from hub.vocabulary import OPEN_STATES
 from hub.web import admin, forms, i18n, officer  # noqa: F401  (admin and officer add their pages to web_bp)
@@ -225,6 +226,10 @@ def _referral_page(referral_id: str, *, error: str | None = None, status: int = 
                                          max_bytes=ctx.settings.packets_max_bytes)
     except packets.PacketError:
         packet_error = _("This packet did not pass the hub's checks and was not opened.")
+    if body is None and packet_error is None and retention.shredded(session, referral.id, m.principal.agency_id):
+        packet_error = _("This referral's packet was shredded: it was closed longer ago than the hub keeps "
+                         "packets. What it says is no longer stored; its history stays.")
+        status = 410
     session.commit()  # the opening's audit entry
     actions = actions_for(m.principal, referral)
     made = forms_in or {}

@@ -7,6 +7,7 @@ committee), +2 h (national committee), then every hour; deadline 30 min; alert 5
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import runpy
 import threading
@@ -297,8 +298,13 @@ def test_the_arrive_clock_escalates_a_victim_who_never_reached_the_shelter(db, c
 
 
 def _report(db, nonce: str, status: str, now: dt.datetime) -> None:
+    """Twilio's delivery report for the message at ``nonce``: it names the message (its MessageSid, here
+    one made up from the nonce, as the text was never drained) and the number it went to."""
     with session_scope(db) as s:
-        notify.record_status(s, nonce, status, now, error_code="30003", on_failed=escalation.delivery_failed)
+        message = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.callback_nonce == nonce)).one()
+        sid = message.provider_id or "SM" + hashlib.sha256(nonce.encode()).hexdigest()[:32]
+        notify.record_status(s, nonce, status, now, error_code="30003", on_failed=escalation.delivery_failed,
+                             message_sid=sid, to_phone=message.to_phone)
 
 
 def test_an_undelivered_text_of_the_current_step_moves_the_ladder_on(db, submit, settings, clock):
@@ -467,7 +473,8 @@ def test_the_embedded_scheduler_sweeps_every_tick(app, db, submit, settings, clo
         while row(db, ref["id"]).step < 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert row(db, ref["id"]).step == 1
-        assert {j.id for j in scheduler.get_jobs()} == {"escalation-sweep", "outbox-drain", "audit-sequencer"}
+        assert {j.id for j in scheduler.get_jobs()} == {"escalation-sweep", "outbox-drain", "audit-sequencer",
+                                                      "retention"}
     finally:
         scheduler.shutdown(wait=True)
 
