@@ -21,6 +21,7 @@ from hub.web import i18n
 from hub.web.common import InMemoryRequest
 from hub.web.sms import notify_bp
 from hub.web.views import web_bp
+from hub.web.security import init_rate_limits
 
 
 def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
@@ -54,6 +55,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
     for bp in (api_bp, audit_bp, health_bp, metrics_bp, notify_bp, web_bp, coordinators_bp):
         app.register_blueprint(bp)
     register_error_handlers(app)
+    init_rate_limits(app, settings.security)  # [security] rate limits, after every route is registered
     i18n.init_babel(app, settings.timezone)
     i18n.register_names(app)
     return app

@@ -81,7 +81,8 @@ def test_init_demo_twice(instance, sessions):
     # a demo login unlocks its agency's key ring, and the key ring file opens with the demo password
     with session_scope(sessions) as s:
         _cookie, principal, ring = accounts.login(s, "pp-shelter-a.caseworker", password, clock=SystemClock(),
-                                                  lifetime=__import__("datetime").timedelta(hours=1))
+                                                  lifetime=__import__("datetime").timedelta(hours=1),
+                                                  totp_roles=())
     assert principal.role == "caseworker" and ring is not None and ring.agency == "pp-shelter-a"
     doc = json.loads((tmp / "instance" / "demo" / "pp-ahtjp.keyring.json").read_text())
     assert packets.unwrap_keyring(doc, holder="system:pp-ahtjp", passphrase=password).agency == "pp-ahtjp"
