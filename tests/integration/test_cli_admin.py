@@ -66,8 +66,11 @@ def test_init_demo_twice(instance, sessions):
     password = (tmp / "instance" / "demo-password.txt").read_text().strip()
     assert f"password for every demo login: {password}" in first.stdout
     assert "pp-ahtjp.officer" in first.stdout and "pp-shelter-a.caseworker" in first.stdout
+    totp_secret = (tmp / "instance" / "demo-totp-secret.txt").read_text().strip()
+    assert f"TOTP secret for every demo login marked (+ TOTP code): {totp_secret}" in first.stdout
+    assert "pp-committee.coordinator" in first.stdout and "(+ TOTP code)" in first.stdout
     codes_file = tmp / "instance" / "demo-recovery-codes.txt"
-    for private in (codes_file, tmp / "instance" / "demo-password.txt",
+    for private in (codes_file, tmp / "instance" / "demo-password.txt", tmp / "instance" / "demo-totp-secret.txt",
                     tmp / "instance" / "demo" / "pp-ahtjp.keyring.json"):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
     assert not re.search(r"([A-Z2-7]{4}-){6}", first.stdout), "demo codes go to the file, not the screen"
