@@ -212,11 +212,11 @@ class SmsSettings:
 # --- [security]: sign-in, rate limits, TOTP, idle sessions (issue 18) --------------------------------
 
 DEFAULT_RATE_LIMITS = {
-    "login_rate_limit": "10 per minute",          # POST /login and /login/totp, per account and per client address
+    "login_rate_limit": "20 per minute",          # POST /login and /login/totp, per account and per client address
     "api_rate_limit": "120 per minute",           # /api/v1, per token (per session for a signed-in browser)
     "api_unauthenticated_rate_limit": "30 per minute",  # /api/v1 answers 401, per client address
-    "webhook_rate_limit": "300 per minute",       # /webhooks/twilio/..., per client address
-    "onetap_rate_limit": "20 per minute",         # /a/<token>, per client address
+    "webhook_rate_limit": "600 per minute",       # /webhooks/twilio/..., per client address
+    "onetap_rate_limit": "60 per minute",         # /a/<token>, per client address
     "invite_rate_limit": "10 per minute",         # /invite/<token>, per client address
 }
 
