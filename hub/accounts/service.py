@@ -494,9 +494,10 @@ def login(session: Session, username: str, password: str, *, clock: Clock, lifet
     agency = session.get(Agency, user.agency_id) if user.agency_id else None
     if agency is not None and not agency.active:
         raise _count_failure(session, None, None, address, now)
-    user.failed_logins, user.locked_until = 0, None
     # TOTP once enrolled, whatever the role; enrolment first for the roles that must have it.
     stage = "totp" if user.totp_secret else ("enrol" if user.role in totp_roles else "done")
+    if stage != "totp":  # a right password alone does not forgive wrong TOTP codes (second_step)
+        user.failed_logins, user.locked_until = 0, None
 
     ring = None
     own = _get_wrap(session, user.agency_id, _user_holder(user.id)) if user.agency_id else None
@@ -619,6 +620,11 @@ def second_step(session: Session, cookie_value: str, code: str, *, clock: Clock,
         raise Conflict("this session is not waiting for a code", code="no_second_step")
     via = _check_code(session, user, code, now=now, secret_key=secret_key)
     if via is None:
+        # Counted on the account too: guessing codes with a known password slows down like guessing
+        # passwords (a known device still passes), and the session's own count ends it.
+        user.failed_logins = (user.failed_logins or 0) + 1
+        delay = _delay(user.failed_logins)
+        user.locked_until = now + delay if delay else None
         row.code_failures += 1
         ended = row.code_failures >= CODE_FAILURES
         if ended:
@@ -635,6 +641,7 @@ def second_step(session: Session, cookie_value: str, code: str, *, clock: Clock,
 def _finish(session: Session, row: UserSession, user: User, secret: bytes, device: str | None, now: dt.datetime,
             detail: dict) -> SignIn:
     row.stage, row.last_seen_at = "done", now
+    user.failed_logins, user.locked_until = 0, None
     issued = _remember_device(session, user, device, now)
     ring = None
     wrap = _get_wrap(session, user.agency_id, _session_holder(row.id_hash)) if user.agency_id else None

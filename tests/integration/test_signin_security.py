@@ -30,6 +30,7 @@ def _app(tmp_path, database_url, engine, clock, **overrides):
 
 
 def _post_login(client, username, password, address, **kw):
+    client.set_cookie("refhub_lang", "en")  # the assertions read the English page
     page = client.get("/login", environ_base={"REMOTE_ADDR": address})
     return client.post("/login", data={"username": username, "password": password, "csrf_token": csrf(page.text)},
                        environ_base={"REMOTE_ADDR": address}, **kw)
@@ -119,6 +120,7 @@ def test_webhooks_one_tap_and_invitations_are_limited_per_address(tmp_path, data
     app = _app(tmp_path, database_url, engine, clock, security__webhook_rate_limit="3 per minute",
                security__onetap_rate_limit="2 per minute", security__invite_rate_limit="2 per minute")
     client = app.test_client()
+    client.set_cookie("refhub_lang", "en")
     hooks = [client.post("/webhooks/twilio/sms", data={"From": "+85512345678", "Body": "ACK"}).status_code
              for _ in range(5)]
     assert hooks[3:] == [429, 429] and 429 not in hooks[:3], hooks
@@ -173,7 +175,7 @@ def test_a_code_is_used_once_and_wrong_codes_end_the_half_open_session(app, clie
     username = add_member(db, network, clock, "pp-committee", "coordinator")
     sign_in(client, username)
     other = app.test_client()
-    _password_only(other, username)
+    _password_only(other, username)  # (in English: _post_login sets the language)
     page = other.get("/login/totp")
     reused = totp.code_now(totp_secret_for(username), clock.now())  # the step sign_in just used
     refused = other.post("/login/totp", data={"code": reused, "csrf_token": csrf(page.text)})
@@ -267,3 +269,16 @@ def test_a_session_idle_longer_than_session_idle_is_signed_out(client, db, netwo
     assert gone.status_code == 302 and "/login" in gone.headers["Location"]
     with session_scope(db) as s:
         assert s.scalar(sa.select(UserSession.idle_seconds)) == 30 * 60
+
+
+def test_guessing_codes_with_a_known_password_makes_the_account_wait(app, db, network, clock):
+    username = add_member(db, network, clock, "pp-committee", "coordinator")
+    thief = app.test_client()
+    for _ in range(accounts.THROTTLE_FREE):  # five wrong codes, over two sign-ins with the right password
+        _password_only(thief, username, ATTACKER)
+        page = thief.get("/login/totp")
+        thief.post("/login/totp", data={"code": "111111", "csrf_token": csrf(page.text)})
+    # The account now waits for devices it does not know, even with the right password ...
+    assert _post_login(app.test_client(), username, PASSWORD, ELSEWHERE).status_code == 429
+    with session_scope(db) as s:
+        assert s.scalars(sa.select(User).where(User.username == username)).one().failed_logins == 5
