@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from limits import parse_many  # Flask-Limiter's own parser of limit strings ([security])
+
 from hub.errors import ConfigError
 
 _DURATION = re.compile(
@@ -210,6 +212,75 @@ class SmsSettings:
     onetap_lifetime: dt.timedelta = dt.timedelta(days=2)
 
 
+# --- [security]: sign-in, rate limits, TOTP, idle sessions (issue 18) --------------------------------
+
+DEFAULT_RATE_LIMITS = {
+    "login_rate_limit": "20 per minute",          # POST /login and /login/totp, per account and per client address
+    "api_rate_limit": "120 per minute",           # /api/v1, per token (per session for a signed-in browser)
+    "api_unauthenticated_rate_limit": "30 per minute",  # /api/v1 answers 401, per client address
+    "webhook_rate_limit": "600 per minute",       # /webhooks/twilio/..., per client address
+    "onetap_rate_limit": "60 per minute",         # /a/<token>, per client address
+    "invite_rate_limit": "10 per minute",         # /invite/<token>, per client address
+}
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    session_lifetime: dt.timedelta = dt.timedelta(hours=12)
+    session_idle: dt.timedelta = dt.timedelta(minutes=30)
+    require_totp_roles: tuple[str, ...] = ("coordinator", "agency_admin", "hub_admin")
+    login_rate_limit: str = DEFAULT_RATE_LIMITS["login_rate_limit"]
+    api_rate_limit: str = DEFAULT_RATE_LIMITS["api_rate_limit"]
+    api_unauthenticated_rate_limit: str = DEFAULT_RATE_LIMITS["api_unauthenticated_rate_limit"]
+    webhook_rate_limit: str = DEFAULT_RATE_LIMITS["webhook_rate_limit"]
+    onetap_rate_limit: str = DEFAULT_RATE_LIMITS["onetap_rate_limit"]
+    invite_rate_limit: str = DEFAULT_RATE_LIMITS["invite_rate_limit"]
+    rate_limit_storage: str = "memory://"
+    trusted_proxies: int = 0
+
+
+def _rate_limit(value: Any, where: str) -> str:
+    """A Flask-Limiter limit string ("10 per minute", "100/hour;1000/day"), checked with its own parser."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a rate limit such as \"10 per minute\"")
+    try:
+        parsed = parse_many(value)
+    except ValueError:
+        parsed = []
+    if not parsed:
+        raise ConfigError(f"{where}: {value!r} is not a rate limit; write it like \"10 per minute\" or "
+                          "\"100/hour;1000/day\"")
+    return value.strip()
+
+
+def _security(raw: Mapping[str, Any]) -> SecuritySettings:
+    known = {"session_lifetime", "session_idle", "require_totp_roles", "rate_limit_storage", "trusted_proxies",
+             *DEFAULT_RATE_LIMITS}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"security: unknown key(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(known))}")
+    lifetime = parse_duration(raw.get("session_lifetime", "PT12H"), where="security.session_lifetime")
+    idle = parse_duration(raw.get("session_idle", "PT30M"), where="security.session_idle")
+    if lifetime <= dt.timedelta(0) or idle <= dt.timedelta(0):
+        raise ConfigError("security.session_lifetime and security.session_idle must be longer than zero")
+    roles = raw.get("require_totp_roles", list(SecuritySettings.require_totp_roles))
+    if not isinstance(roles, list) or any(r not in ROLES for r in roles):
+        raise ConfigError(f"security.require_totp_roles must be a list of roles from: {', '.join(ROLES)}")
+    storage = raw.get("rate_limit_storage", "memory://")
+    if not isinstance(storage, str) or "://" not in storage:
+        raise ConfigError("security.rate_limit_storage must be a storage URI such as \"memory://\" or "
+                          "\"redis://localhost:6379\"")
+    proxies = raw.get("trusted_proxies", 0)
+    if isinstance(proxies, bool) or not isinstance(proxies, int) or not 0 <= proxies <= 5:
+        raise ConfigError("security.trusted_proxies must be the number of proxies in front of the hub, 0 to 5")
+    limits = {key: _rate_limit(raw.get(key, default), f"security.{key}") for key, default in DEFAULT_RATE_LIMITS.items()}
+    return SecuritySettings(session_lifetime=lifetime, session_idle=idle, require_totp_roles=tuple(roles),
+                            rate_limit_storage=storage, trusted_proxies=proxies, **limits)
+
+
+# --- end of [security] ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Settings:
     config_path: Path
@@ -238,6 +309,7 @@ class Settings:
     # [metrics]: who may scrape /metrics: these client addresses, or a bearer token (HUB_METRICS_TOKEN).
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str | None = None
+    security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
 
     @property
     def is_sqlite(self) -> bool:
@@ -349,7 +421,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         raise ConfigError("packets.max_bytes must be an integer of at least 4096")
 
     audit = _section(data, "audit")
-    security = _section(data, "security")
+    security = _security(_section(data, "security"))
 
     origin = audit.get("origin") or "refhub/" + urlsplit(public_base_url).netloc.rpartition("@")[2]
     if not isinstance(origin, str) or not origin.isprintable() or any(c.isspace() or c == "+" for c in origin):
@@ -369,7 +441,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         policies=policies,
         packets_max_bytes=max_bytes,
         checkpoint_every=parse_duration(audit.get("checkpoint_every", "PT10M"), where="audit.checkpoint_every"),
-        session_lifetime=parse_duration(security.get("session_lifetime", "PT12H"), where="security.session_lifetime"),
+        session_lifetime=security.session_lifetime,
         agencies_dir=(base / paths.get("agencies", "agencies")).resolve(),
         keys_dir=(base / paths.get("keys", "keys")).resolve(),
         templates_dir=(base / paths.get("templates", "templates")).resolve(),
@@ -380,6 +452,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         retention_packets_after=_retention(_section(data, "retention")),
         metrics_allow=_metrics_allow(_section(data, "metrics")),
         metrics_token=_metrics_token(env),
+        security=security,
         extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit",
                                                           "security", "paths", "taskforces", "retention", "metrics"}},
     )

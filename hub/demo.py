@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from hub import packets
-from hub.accounts import passwords
+from hub.accounts import passwords, totp
 from hub.accounts import service as accounts
 from hub.accounts.models import ApiToken, Invitation, User
 from hub.clock import Clock
@@ -40,8 +40,15 @@ ROLES_BY_KIND = {
 SYSTEM_AGENCIES = ("pp-ahtjp", "pp-shelter-a")
 
 PASSWORD_FILE = "demo-password.txt"
+TOTP_FILE = "demo-totp-secret.txt"
 RECOVERY_FILE = "demo-recovery-codes.txt"
 DEMO_DIR = "demo"
+
+
+def demo_code(instance_dir: Path, at) -> str | None:
+    """The code an authenticator holding the demo TOTP secret shows at ``at`` (None before `hub init --demo`)."""
+    path = Path(instance_dir) / TOTP_FILE
+    return totp.code_now(path.read_text(encoding="utf-8").strip(), at) if path.exists() else None
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,17 @@ def demo_password(instance_dir: Path) -> str:
     password = "demo-" + secrets.token_urlsafe(12)
     _write_private(path, password + "\n")
     return password
+
+
+def demo_totp_secret(instance_dir: Path) -> str:
+    """The demo's one TOTP secret, for every demo login whose role signs in with a code (like the demo
+    password): generated once, kept in instance/demo-totp-secret.txt (0600). Demo only."""
+    path = Path(instance_dir) / TOTP_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    secret = totp.new_secret()
+    _write_private(path, secret + "\n")
+    return secret
 
 
 def recovery_codes_path(instance_dir: Path) -> Path:
@@ -114,15 +132,23 @@ class RingSource:
 
 
 def add_demo_users(session: Session, rings: RingSource, password: str, *, clock: Clock,
-                   kdf_params: dict | None = None) -> list[DemoLogin]:
-    """An agency_admin and the kind's working role for every active agency (username <agency>.<role>)."""
+                   kdf_params: dict | None = None, totp_secret: str | None = None, secret_key: str | None = None,
+                   totp_roles: tuple[str, ...] = ()) -> list[DemoLogin]:
+    """An agency_admin and the kind's working role for every active agency (username <agency>.<role>).
+
+    With ``totp_secret``, the logins of ``totp_roles`` have TOTP on with that one demo secret (sealed
+    under ``secret_key``), so that `make run` can sign them in with a code from it.
+    """
     logins: list[DemoLogin] = []
     shared_hash: str | None = None
     now = clock.now()
     for agency in directory.list_agencies(session):
         for role in (*ROLES_BY_KIND.get(agency.kind, ()), "agency_admin"):
             username = f"{agency.id}.{role.replace('agency_', '')}"
-            if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+            existing = session.scalar(sa.select(User).where(User.username == username))
+            if existing is not None:
+                if totp_secret and secret_key and role in totp_roles and not existing.totp_secret:
+                    existing.totp_secret = totp.seal(secret_key, existing.id, totp_secret)
                 logins.append(DemoLogin(username, role, agency.id, created=False))
                 continue
             name = f"Demo {role.replace('_', ' ')}, {agency.short_name}"
@@ -136,6 +162,8 @@ def add_demo_users(session: Session, rings: RingSource, password: str, *, clock:
             ring = rings.get(agency.id)
             if ring is not None:
                 accounts.wrap_for_user(session, user, ring, password, clock=clock, kdf_params=kdf_params)
+            if totp_secret and secret_key and role in totp_roles:
+                user.totp_secret = totp.seal(secret_key, user.id, totp_secret)
             logins.append(DemoLogin(username, role, agency.id, created=True))
     session.flush()
     return logins

@@ -21,6 +21,7 @@ from hub.web import i18n
 from hub.web.common import InMemoryRequest
 from hub.web.sms import notify_bp
 from hub.web.views import web_bp
+from hub.web.security import init_rate_limits
 
 
 def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
@@ -56,6 +57,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
         app.register_blueprint(bp)
     register_error_handlers(app)
     _transport_and_cache_headers(app, settings)
+    init_rate_limits(app, settings.security)  # [security] rate limits, after every route is registered
     i18n.init_babel(app, settings.timezone)
     i18n.register_names(app)
     return app

@@ -20,8 +20,14 @@ class User(Base):
     phone: Mapped[str | None] = mapped_column(sa.String(20))
     lang: Mapped[str] = mapped_column(sa.String(2), default="km")
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
-    totp_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    # TOTP (hub.accounts.totp): the secret sealed with AES-GCM under a key derived from HUB_SECRET_KEY,
+    # never in the clear; ``totp_pending`` is a secret shown for enrolment but not yet confirmed.
+    totp_secret: Mapped[str | None] = mapped_column(sa.String(255))
+    totp_pending: Mapped[str | None] = mapped_column(sa.String(255))
+    totp_last_counter: Mapped[int | None] = mapped_column(sa.BigInteger)  # a code's time step is used once
     active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    # The account's sign-in throttle (not a lock-out): wrong passwords from devices this user never
+    # signed in on, and the time before which such a device may try again (hub.accounts.service.login).
     failed_logins: Mapped[int] = mapped_column(sa.Integer, default=0)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -51,6 +57,47 @@ class UserSession(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # "done" (signed in), "totp" (password right, code awaited) or "enrol" (password right, TOTP to set up
+    # first): only a "done" session reaches a page or an endpoint.
+    stage: Mapped[str] = mapped_column(sa.String(8), default="done", server_default="done")
+    idle_seconds: Mapped[int | None] = mapped_column(sa.Integer)  # ended when unseen this long
+    code_failures: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+
+
+class RecoveryCode(Base):
+    """A one-time TOTP recovery code; only its SHA-256 is stored."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class KnownDevice(Base):
+    """A browser that signed in as this user before (its cookie's secret, hashed): the account's throttle
+    does not hold it back."""
+
+    __tablename__ = "known_device"
+
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("user_account.id"), primary_key=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class LoginThrottle(Base):
+    """Wrong passwords from one client address, and the time before which it may try again."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    not_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiToken(Base):

@@ -19,38 +19,38 @@ import hashlib
 import re
 import secrets
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from hub import access, packets
 from hub.access import SYSTEM, Principal
-from hub.accounts import passwords
-from hub.accounts.models import ApiToken, Invitation, User, UserSession, WrappedKeyRing
+from hub.accounts import passwords, totp
+from hub.accounts.models import (ApiToken, Invitation, KnownDevice, LoginThrottle, RecoveryCode, User, UserSession,
+                                 WrappedKeyRing)
 from hub.audit.service import record as audit
 from hub.clock import Clock, rfc3339
 from hub.directory import service as directory
 from hub.directory.models import Agency, AgencyKey, Contact
 from hub.directory.service import RECOVERY_HOLDER, canonical_recovery_code
-from hub.errors import BadInput, Conflict, Invalid, NotFound, Unauthenticated
+from hub.errors import BadInput, Conflict, Invalid, NotFound, RateLimited, Unauthenticated
 from hub.phones import normalize_phone
 from hub.vocabulary import LANGUAGES, ROLES
 
 __all__ = [
     "Principal", "create_token", "revoke_token", "authenticate_token", "principal_for_user",
-    "add_user", "invite_again", "accept_invitation", "wrap_for_user", "login", "resume", "logout",
+    "add_user", "invite_again", "accept_invitation", "wrap_for_user", "login", "resume", "logout", "SignIn",
+    "SecondStepPending", "second_step", "pending_stage", "totp_status", "confirm_totp", "disable_totp",
     "reset_password_with_recovery", "recover_keyring", "purge_expired",
 ]
 
-LOCKOUT_AFTER = 5
-LOCKOUT_FOR = dt.timedelta(minutes=15)
 INVITATION_LIFETIME = dt.timedelta(days=7)
 TOUCH_EVERY = dt.timedelta(minutes=1)  # last_used_at / last_seen_at are written at most this often
 TOKEN_PREFIX = "rh_"
 
-LOGIN_FAILED = ("the username or password is not right (after 5 wrong tries an account waits 15 minutes);"
-                " check them and try again")
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 
 
@@ -338,45 +338,169 @@ def accept_invitation(session: Session, token: str, password: str, clock: Clock,
 
 
 # --- signing in ---------------------------------------------------------------------------------
+# No lock-out: a lock-out that anyone who knows a user name can trigger keeps the real user out.
+# Instead, wrong passwords make the next attempt wait, separately
+#   - per client address (``login_throttle`` row "address:<ip>"): stops the address that guesses;
+#   - per account (``user.failed_logins`` / ``user.locked_until``): stops guessing spread over many
+#     addresses, but only for devices that never signed in as this user.
+# A browser that signed in as the user before carries a known-device cookie (its secret hashed in
+# ``known_device``): it is held back by neither count, so the real user on their own phone signs
+# in at once however hard the account is being tried. Its own wrong passwords count on the device
+# alone, and after DEVICE_FAILURES it is forgotten (a stolen cookie buys a few guesses, no more).
+# A waiting attempt is refused (429, Retry-After) without the password being checked.
+
+THROTTLE_FREE = 5                          # wrong passwords before any wait
+THROTTLE_FIRST = dt.timedelta(seconds=30)  # the first wait; each further failure doubles it ...
+THROTTLE_MAX = dt.timedelta(minutes=15)    # ... up to this
+THROTTLE_FORGET = dt.timedelta(hours=24)   # a count starts again after this long without a failure
+DEVICE_FAILURES = 5
+DEVICE_LIFETIME = dt.timedelta(days=180)   # a device unseen this long is no longer known
+CODE_FAILURES = 5                          # wrong TOTP codes before the half-open session ends
+SECOND_STEP_FOR = dt.timedelta(minutes=10)  # the password's session waits this long for its code
+STAGES = ("done", "totp", "enrol")
+
+LOGIN_FAILED = "the username or password is not right; check them and try again"
 
 
-def _fail_login(session: Session, user: User | None, now: dt.datetime) -> Unauthenticated:
-    if user is not None:
-        user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= LOCKOUT_AFTER:
-            user.locked_until = now + LOCKOUT_FOR
-            user.failed_logins = 0
+class SecondStepPending(Unauthenticated):
+    """The session's password was right but its second step (TOTP code, or TOTP enrolment) is not done."""
+
+    def __init__(self, stage: str):
+        super().__init__("sign-in is not finished: " + ("enter the code from your authenticator app"
+                                                        if stage == "totp" else "set up TOTP first"),
+                         code="second_step_required")
+        self.stage = stage
+
+
+@dataclass
+class SignIn:
+    """What a sign-in step gives the face: the session cookie, who, the key ring, the stage reached,
+    and a known-device cookie to set (None: keep the one the browser has)."""
+
+    cookie: str
+    principal: Principal
+    ring: packets.KeyRing | None
+    stage: str = "done"
+    device: str | None = None
+
+    def __iter__(self):  # ``cookie, principal, ring = login(...)``
+        return iter((self.cookie, self.principal, self.ring))
+
+
+def _delay(failures: int) -> dt.timedelta | None:
+    if failures < THROTTLE_FREE:
+        return None
+    return min(THROTTLE_FIRST * 2 ** min(failures - THROTTLE_FREE, 16), THROTTLE_MAX)
+
+
+def _seconds(until: dt.datetime, now: dt.datetime) -> int:
+    return max(1, int((until - now).total_seconds() + 0.999))
+
+
+def _address_row(session: Session, address: str | None) -> LoginThrottle | None:
+    if not address:
+        return None
+    return session.get(LoginThrottle, f"address:{address[:70]}")
+
+
+def _throttled(what: str, until: dt.datetime, now: dt.datetime) -> RateLimited:
+    wait = _seconds(until, now)
+    return RateLimited(f"too many wrong sign-ins {what}; wait {wait} seconds and try again, from a device "
+                       "you signed in on before if you have one", code="login_throttled", retry_after=wait)
+
+
+def _check_throttles(session: Session, user: User | None, address: str | None, now: dt.datetime) -> None:
+    row = _address_row(session, address)
+    if row is not None and row.not_before is not None and row.not_before > now:
+        raise _throttled("from this address", row.not_before, now)
+    if user is not None and user.locked_until is not None and user.locked_until > now:
+        raise _throttled("for this account", user.locked_until, now)
+
+
+def _count_failure(session: Session, user: User | None, device: KnownDevice | None, address: str | None,
+                   now: dt.datetime) -> Unauthenticated:
+    if device is not None:
+        device.failures += 1
+        if device.failures >= DEVICE_FAILURES:
+            session.delete(device)  # a stolen device cookie buys a few guesses, no more
+    else:
+        if address:
+            row = _address_row(session, address)
+            if row is None:
+                row = LoginThrottle(key=f"address:{address[:70]}", failures=0, last_failure_at=now)
+                session.add(row)
+            elif now - row.last_failure_at > THROTTLE_FORGET:
+                row.failures = 0
+            row.failures += 1
+            row.last_failure_at = now
+            delay = _delay(row.failures)
+            row.not_before = now + delay if delay else None
+        if user is not None:
+            user.failed_logins = (user.failed_logins or 0) + 1
+            delay = _delay(user.failed_logins)
+            user.locked_until = now + delay if delay else None
     audit(session, at=now, actor="hub", action="login.failed",
-          detail={"user_id": user.id} if user is not None else {})
+          detail={"user_id": user.id, "known_device": device is not None} if user is not None else {})
+    session.flush()
     return Unauthenticated(LOGIN_FAILED, code="login_failed")
 
 
-def login(session: Session, username: str, password: str, *, clock: Clock,
-          lifetime: dt.timedelta) -> tuple[str, Principal, packets.KeyRing | None]:
-    """Check the password and open a session; return (cookie value, principal, key ring or None).
+def _known_device(session: Session, device: str | None, user: User | None, now: dt.datetime) -> KnownDevice | None:
+    if user is None or not isinstance(device, str) or not 20 <= len(device) <= 100:
+        return None
+    row = session.get(KnownDevice, (_sha256(device), user.id))
+    if row is None or now - row.last_used_at > DEVICE_LIFETIME:
+        return None
+    return row
 
-    An unknown user, a wrong password and a locked account give the same error. After
-    ``LOCKOUT_AFTER`` wrong passwords the account waits ``LOCKOUT_FOR``. A failed attempt
-    is written (count and audit entry) before Unauthenticated is raised: the face commits
-    the unit of work on that error too, or the lock-out never comes.
+
+def _remember_device(session: Session, user: User, device: str | None, now: dt.datetime) -> str | None:
+    """Mark this browser as one the user signed in on; a new cookie value if it needs one, else None."""
+    value = device if isinstance(device, str) and 20 <= len(device) <= 100 else None
+    issued = None
+    if value is None:
+        value = issued = secrets.token_urlsafe(32)
+    row = session.get(KnownDevice, (_sha256(value), user.id))
+    if row is None:
+        session.add(KnownDevice(token_hash=_sha256(value), user_id=user.id, created_at=now, last_used_at=now,
+                                failures=0))
+    else:
+        row.last_used_at, row.failures = now, 0
+    session.flush()
+    return issued
+
+
+def login(session: Session, username: str, password: str, *, clock: Clock, lifetime: dt.timedelta,
+          totp_roles: Collection[str], idle: dt.timedelta | None = None, address: str | None = None,
+          device: str | None = None) -> SignIn:
+    """Check the password and open a session (cookie, principal, key ring or None: a :class:`SignIn`).
+
+    An unknown user and a wrong password give the same error; a wrong password is counted
+    (see the throttle above) before Unauthenticated is raised, so the face commits the unit
+    of work on that error too. A waiting attempt raises RateLimited. For a role in
+    ``totp_roles`` the session opens at stage "totp" (or "enrol" without TOTP yet), which
+    no page or endpoint accepts until :func:`second_step` or :func:`confirm_totp` completes it.
+    ``device`` is the browser's known-device cookie, ``address`` the client's address.
     """
     now = clock.now()
     user = None
     if isinstance(username, str) and 0 < len(username) <= 64:
         user = session.scalar(sa.select(User).where(User.username == username.strip().lower()))
+    known = _known_device(session, device, user, now)
+    if known is None:
+        _check_throttles(session, user, address, now)
     if user is None or not user.active or not user.password_hash:
         passwords.dummy_verify(password)
-        raise _fail_login(session, user if user is not None and user.active else None, now)
-    if user.locked_until is not None and user.locked_until > now:
-        passwords.dummy_verify(password)
-        audit(session, at=now, actor="hub", action="login.failed", detail={"user_id": user.id, "locked": True})
-        raise Unauthenticated(LOGIN_FAILED, code="login_failed")
-    if not passwords.verify_password(password, user.password_hash):
-        raise _fail_login(session, user, now)
+        raise _count_failure(session, user if user is not None and user.active else None, None, address, now)
+    if not isinstance(password, str) or not passwords.verify_password(password, user.password_hash):
+        raise _count_failure(session, user, known, address, now)
     agency = session.get(Agency, user.agency_id) if user.agency_id else None
     if agency is not None and not agency.active:
-        raise _fail_login(session, None, now)
-    user.failed_logins, user.locked_until = 0, None
+        raise _count_failure(session, None, None, address, now)
+    # TOTP once enrolled, whatever the role; enrolment first for the roles that must have it.
+    stage = "totp" if user.totp_secret else ("enrol" if user.role in totp_roles else "done")
+    if stage != "totp":  # a right password alone does not forgive wrong TOTP codes (second_step)
+        user.failed_logins, user.locked_until = 0, None
 
     ring = None
     own = _get_wrap(session, user.agency_id, _user_holder(user.id)) if user.agency_id else None
@@ -389,40 +513,235 @@ def login(session: Session, username: str, password: str, *, clock: Clock,
     session_secret = secrets.token_bytes(32)
     id_hash = _sha256(session_id)
     expires = now + lifetime
-    session.add(UserSession(id_hash=id_hash, user_id=user.id, created_at=now, last_seen_at=now, expires_at=expires))
+    session.add(UserSession(id_hash=id_hash, user_id=user.id, created_at=now, last_seen_at=now, expires_at=expires,
+                            stage=stage, idle_seconds=int(idle.total_seconds()) if idle else None,
+                            code_failures=0))
     if ring is not None:
         document = packets.wrap_keyring(ring, holder=_session_holder(id_hash), secret=session_secret)
         _put_wrap(session, user.agency_id, _session_holder(id_hash), document, now, expires)
-    audit(session, at=now, actor=f"user:{user.id}", action="login", detail={"keyring": ring is not None})
+    issued = _remember_device(session, user, device, now) if stage == "done" else None
+    audit(session, at=now, actor=f"user:{user.id}", action="login" if stage == "done" else "login.password",
+          detail={"keyring": ring is not None, **({"stage": stage} if stage != "done" else {})})
     session.flush()
-    return f"{session_id}.{packets.b64u_encode(session_secret)}", principal_for_user(session, user), ring
+    return SignIn(f"{session_id}.{packets.b64u_encode(session_secret)}", principal_for_user(session, user), ring,
+                  stage, issued)
 
 
-def resume(session: Session, cookie_value: str, *, clock: Clock) -> tuple[Principal, packets.KeyRing | None]:
-    """The signed-in user behind a session cookie, and the key ring its secret unwraps."""
+def _session_row(session: Session, cookie_value: str, now: dt.datetime) -> tuple[UserSession, User, bytes]:
+    """The live session behind a cookie, at whatever stage; Unauthenticated if it has ended."""
     ended = Unauthenticated("your session has ended; sign in again", code="session_expired")
     parts = _split_token(cookie_value)
     if parts is None:
         raise ended
     session_id, secret = parts
-    id_hash = _sha256(session_id)
-    row = session.get(UserSession, id_hash)
-    now = clock.now()
+    row = session.get(UserSession, _sha256(session_id))
     if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise ended
+    if row.idle_seconds and now - row.last_seen_at > dt.timedelta(seconds=row.idle_seconds):
+        raise ended  # idle too long: [security] session_idle
+    if row.stage != "done" and now - row.created_at > SECOND_STEP_FOR:
         raise ended
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         raise ended
+    return row, user, secret
+
+
+def resume(session: Session, cookie_value: str, *, clock: Clock) -> tuple[Principal, packets.KeyRing | None]:
+    """The signed-in user behind a session cookie, and the key ring its secret unwraps.
+
+    Only a finished sign-in: a session waiting for its TOTP code (or enrolment) raises
+    :class:`SecondStepPending`, so the half-signed-in state reaches no page or endpoint.
+    """
+    now = clock.now()
+    row, user, secret = _session_row(session, cookie_value, now)
+    if row.stage != "done":
+        raise SecondStepPending(row.stage)
+    id_hash = row.id_hash
     ring = None
     wrap = _get_wrap(session, user.agency_id, _session_holder(id_hash)) if user.agency_id else None
     if wrap is not None:
         try:
             ring = packets.unwrap_keyring(wrap.document, holder=_session_holder(id_hash), secret=secret)
         except packets.KeyRingError:
-            raise ended from None  # the cookie's secret was altered
+            raise Unauthenticated("your session has ended; sign in again", code="session_expired") from None
+    principal = principal_for_user(session, user)  # read before the touch: no flush in a read-only unit
     if now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
-    return principal_for_user(session, user), ring
+    return principal, ring
+
+
+def pending_stage(session: Session, cookie_value: str, *, clock: Clock) -> tuple[str, str]:
+    """(stage, username) of the browser's session, whatever its stage; Unauthenticated if none."""
+    row, user, _secret = _session_row(session, cookie_value, clock.now())
+    return row.stage, user.username
+
+
+# --- TOTP: the second step, enrolment, recovery codes ----------------------------------------------
+
+
+def _check_code(session: Session, user: User, code: str, *, now: dt.datetime, secret_key: str,
+                recovery: bool = True) -> str | None:
+    """"totp" or "recovery" if ``code`` is a right TOTP code (now, not used before) or an unused
+    recovery code of this user (which is then used up); None otherwise."""
+    if not isinstance(code, str) or len(code) > 64 or not user.totp_secret:
+        return None
+    if totp.looks_like_totp(code):
+        try:
+            secret = totp.unseal(secret_key, user.id, user.totp_secret)
+        except totp.SealError:
+            return None
+        step = totp.matching_step(secret, code, now, user.totp_last_counter)
+        if step is None:
+            return None
+        user.totp_last_counter = step
+        return "totp"
+    if not recovery:
+        return None
+    row = session.scalar(sa.select(RecoveryCode).where(RecoveryCode.user_id == user.id,
+                                                       RecoveryCode.code_hash == totp.recovery_hash(user.id, code),
+                                                       RecoveryCode.used_at.is_(None)))
+    if row is None:
+        return None
+    row.used_at = now
+    return "recovery"
+
+
+WRONG_CODE = "this code is not right, or was used already; enter the code your authenticator app shows now"
+
+
+def second_step(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: str,
+                device: str | None = None) -> SignIn:
+    """Finish a sign-in at stage "totp" with a TOTP code or a recovery code.
+
+    A wrong code is counted on the session (the face commits on that error too); after
+    CODE_FAILURES the session is ended and the password must be given again.
+    """
+    now = clock.now()
+    row, user, secret = _session_row(session, cookie_value, now)
+    if row.stage != "totp":
+        raise Conflict("this session is not waiting for a code", code="no_second_step")
+    via = _check_code(session, user, code, now=now, secret_key=secret_key)
+    if via is None:
+        # Counted on the account too: guessing codes with a known password slows down like guessing
+        # passwords (a known device still passes), and the session's own count ends it.
+        user.failed_logins = (user.failed_logins or 0) + 1
+        delay = _delay(user.failed_logins)
+        user.locked_until = now + delay if delay else None
+        row.code_failures += 1
+        ended = row.code_failures >= CODE_FAILURES
+        if ended:
+            _drop_wraps(session, [_session_holder(row.id_hash)])
+            session.delete(row)
+        audit(session, at=now, actor="hub", action="login.failed", detail={"user_id": user.id, "step": "totp"})
+        session.flush()
+        if ended:
+            raise Unauthenticated("too many wrong codes; sign in again with your password", code="session_expired")
+        raise Unauthenticated(WRONG_CODE, code="wrong_code")
+    return _finish(session, row, user, secret, device, now, detail={"via": via})
+
+
+def _finish(session: Session, row: UserSession, user: User, secret: bytes, device: str | None, now: dt.datetime,
+            detail: dict) -> SignIn:
+    row.stage, row.last_seen_at = "done", now
+    user.failed_logins, user.locked_until = 0, None
+    issued = _remember_device(session, user, device, now)
+    ring = None
+    wrap = _get_wrap(session, user.agency_id, _session_holder(row.id_hash)) if user.agency_id else None
+    if wrap is not None:
+        ring = packets.unwrap_keyring(wrap.document, holder=_session_holder(row.id_hash), secret=secret)
+    audit(session, at=now, actor=f"user:{user.id}", action="login", detail={"keyring": ring is not None, **detail})
+    session.flush()
+    return SignIn("", principal_for_user(session, user), ring, "done", issued)
+
+
+@dataclass
+class Enrolment:
+    username: str
+    enabled: bool       # TOTP is on for this member
+    secret: str | None  # the secret to enrol (shown as text beside its QR code); None while enabled
+    uri: str | None
+    recovery_left: int
+
+
+def totp_status(session: Session, cookie_value: str, *, clock: Clock, secret_key: str) -> Enrolment:
+    """The member's TOTP: on, or the secret to enrol now (made once and kept, sealed, until confirmed).
+
+    For a signed-in session or one at stage "enrol".
+    """
+    now = clock.now()
+    row, user, _secret = _session_row(session, cookie_value, now)
+    if row.stage == "totp":
+        raise SecondStepPending("totp")
+    left = session.scalar(sa.select(sa.func.count()).select_from(RecoveryCode)
+                          .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None)))
+    if user.totp_secret:
+        return Enrolment(user.username, True, None, None, left)
+    plain = None
+    if user.totp_pending:
+        try:
+            plain = totp.unseal(secret_key, user.id, user.totp_pending)
+        except totp.SealError:
+            plain = None
+    if plain is None:
+        plain = totp.new_secret()
+        user.totp_pending = totp.seal(secret_key, user.id, plain)
+        session.flush()
+    return Enrolment(user.username, False, plain, totp.uri(plain, user.username), left)
+
+
+def confirm_totp(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: str,
+                 device: str | None = None) -> tuple[list[str], SignIn | None]:
+    """Turn TOTP on with a code from the secret being enrolled; returns the ten new recovery codes
+    (shown once; only their hashes are kept) and, for a session at stage "enrol", the finished sign-in."""
+    now = clock.now()
+    row, user, secret = _session_row(session, cookie_value, now)
+    if row.stage == "totp":
+        raise SecondStepPending("totp")
+    if user.totp_secret or not user.totp_pending:
+        raise Conflict("TOTP is already on, or no enrolment was started; open the settings page again",
+                       code="totp_state")
+    try:
+        plain = totp.unseal(secret_key, user.id, user.totp_pending)
+    except totp.SealError:
+        raise Conflict("the enrolment secret cannot be read; open the settings page again", code="totp_state") from None
+    step = totp.matching_step(plain, code if isinstance(code, str) else "", now, None)
+    if step is None:
+        raise Invalid(WRONG_CODE, code="wrong_code")
+    user.totp_secret, user.totp_pending, user.totp_last_counter = user.totp_pending, None, step
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = totp.new_recovery_codes()
+    for c in codes:
+        session.add(RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(user.id, c), created_at=now))
+    audit(session, at=now, actor=f"user:{user.id}", action="totp.enrolled", detail={"user_id": user.id})
+    finished = _finish(session, row, user, secret, device, now, detail={"via": "enrolment"}) \
+        if row.stage == "enrol" else None
+    session.flush()
+    return codes, finished
+
+
+def disable_totp(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: str,
+                 totp_roles: Collection[str]) -> str:
+    """Turn TOTP off with a current code (or a recovery code), to enrol again or for good.
+
+    For a role in ``totp_roles`` this session goes back to stage "enrol": it reaches nothing
+    but enrolment until a new secret is confirmed. Returns the session's stage now.
+    """
+    now = clock.now()
+    row, user, _secret = _session_row(session, cookie_value, now)
+    if row.stage != "done":
+        raise SecondStepPending(row.stage)
+    if not user.totp_secret:
+        raise Conflict("TOTP is not on for you", code="totp_state")
+    if _check_code(session, user, code, now=now, secret_key=secret_key) is None:
+        raise Invalid(WRONG_CODE, code="wrong_code")
+    user.totp_secret, user.totp_pending = None, None
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    if user.role in totp_roles:
+        row.stage, row.created_at = "enrol", now
+    audit(session, at=now, actor=f"user:{user.id}", action="totp.disabled", detail={"user_id": user.id})
+    session.flush()
+    return row.stage
 
 
 def logout(session: Session, cookie_value: str, *, clock: Clock | None = None) -> None:

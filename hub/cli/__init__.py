@@ -129,20 +129,42 @@ def _init_demo(settings, sessions, clock, fresh: dict) -> None:
     codes = demo_mod.read_recovery_codes(settings.instance_dir)
     with session_scope(sessions) as s:
         rings = demo_mod.RingSource(s, fresh, codes)
-        logins = demo_mod.add_demo_users(s, rings, password, clock=clock)
+        totp_secret = demo_mod.demo_totp_secret(settings.instance_dir)
+        logins = demo_mod.add_demo_users(s, rings, password, clock=clock, totp_secret=totp_secret,
+                                         secret_key=settings.secret_key,
+                                         totp_roles=settings.security.require_totp_roles)
         systems = demo_mod.write_agency_systems(s, rings, password, settings.instance_dir, clock=clock)
     created = sum(1 for l in logins if l.created)
     click.echo(f"\ndemo logins ({created} new) for {settings.public_base_url}")
+    needs_code = set(settings.security.require_totp_roles)
     for login in logins:
-        click.echo(f"  {login.username:<28} {login.role}")
+        click.echo(f"  {login.username:<28} {login.role}" + ("  (+ TOTP code)" if login.role in needs_code else ""))
     click.echo(f"password for every demo login: {password}  (kept in "
                f"{settings.instance_dir / demo_mod.PASSWORD_FILE})")
+    if needs_code & {login.role for login in logins}:
+        click.echo(f"TOTP secret for every demo login marked (+ TOTP code): {totp_secret}  (kept in "
+                   f"{settings.instance_dir / demo_mod.TOTP_FILE})")
+        click.echo("  add it to an authenticator app, or print the current code with `hub demo-code`; otpauth URI:")
+        click.echo(f"  otpauth://totp/refhub:demo?secret={totp_secret}&issuer=refhub")
     if systems:
         click.echo("\ndemo agency systems for `hub client` (key ring passphrase: the demo password above):")
         for agency_id, (token_path, ring_path) in systems.items():
             click.echo(f"  {agency_id:<14} --token \"$(cat {token_path})\" --keyring {ring_path}")
         click.echo("  e.g. HUB_KEYRING_PASSPHRASE=<demo password> hub client inbox --hub "
                    f"{settings.public_base_url} --token ... --keyring ...")
+
+
+@main.command("demo-code")
+@config_option
+def demo_code_cmd() -> None:
+    """Print the TOTP code of the demo logins now (demo mode only)."""
+    ctx = command_context()
+    if ctx.settings.mode != "demo":
+        raise HubCliError("demo-code is for the demo only; in production each member has their own authenticator")
+    code = demo_mod.demo_code(ctx.settings.instance_dir, ctx.clock.now())
+    if code is None:
+        raise HubCliError("no demo TOTP secret yet; run `hub init --demo` (or `make run`) first")
+    click.echo(code)
 
 
 # --- hub serve ------------------------------------------------------------------------------------

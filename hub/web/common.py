@@ -51,16 +51,24 @@ def member() -> Member | None:
             db().commit()
             g.member = Member(principal, ring, user)
             g.lang = user.lang if user is not None else None
+        except accounts.SecondStepPending as exc:
+            db().rollback()
+            g.second_step = exc.stage  # the password was right; the TOTP step (or enrolment) is not done
         except Unauthenticated:
             db().rollback()
     return g.member
 
 
 def page(view):
-    """A page for signed-in members; others go to /login first."""
+    """A page for signed-in members; others go to /login first, a half-finished sign-in to its TOTP step."""
     @wraps(view)
     def wrapper(*args, **kwargs):
         if member() is None:
+            stage = g.get("second_step")
+            if stage == "totp":
+                return redirect(url_for("web.login_totp", next=request.path))
+            if stage == "enrol":
+                return redirect(url_for("web.totp_settings", next=request.path))
             return redirect(url_for("web.login", next=request.path))
         return view(*args, **kwargs)
     return wrapper

@@ -45,6 +45,10 @@ class LoginForm(FlaskForm):
     password = PasswordField(_l("Password"), [DataRequired(REQUIRED), Length(max=1024, message=LONG)])
 
 
+class CodeForm(FlaskForm):
+    code = StringField(_l("Code"), [DataRequired(REQUIRED), Length(max=64, message=LONG)])
+
+
 class PasswordSetForm(FlaskForm):
     password = PasswordField(_l("New password"), [DataRequired(REQUIRED), Length(max=1024, message=LONG)])
     confirm = PasswordField(_l("The same password again"), [DataRequired(REQUIRED), Length(max=1024, message=LONG)])

@@ -10,8 +10,14 @@ from flask_babel import lazy_gettext as _l
 from hub.errors import HubError
 
 BY_CODE = {
-    "login_failed": _l("The username or password is not right (after 5 wrong tries an account waits 15 minutes). "
-                       "Check them and try again."),
+    "login_failed": _l("The username or password is not right. Check them and try again."),
+    "login_throttled": _l("Too many wrong sign-ins from here or for this account: wait a few minutes, then try "
+                          "again. On a phone or computer you signed in on before, you can sign in at once."),
+    "wrong_code": _l("This code is not right, or was used already. Enter the code your authenticator app shows "
+                     "now, or a recovery code."),
+    "second_step_required": _l("Your sign-in is not finished: enter the code from your authenticator app."),
+    "totp_state": _l("Two-step sign-in changed meanwhile; open the page again."),
+    "no_second_step": _l("This sign-in is not waiting for a code."),
     "session_expired": _l("Your session has ended; sign in again."),
     "invalid_invitation": _l("This invitation link is not valid; ask your agency admin for a new one."),
     "invitation_used": _l("This invitation was already used; sign in, or ask your agency admin for a new one."),

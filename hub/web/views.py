@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 
 import fontpkg_noto_sans_khmer
-from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
+import segno
+from flask import abort, current_app, flash, g, make_response, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
+from markupsafe import Markup
 
 from hub import packets
 from hub import access
@@ -17,11 +19,11 @@ from hub.accounts import service as accounts
 from hub.api.common import SESSION_COOKIE
 from hub.faces import current, db, writes
 from hub.directory import service as directory
-from hub.errors import HubError, NotFound
+from hub.errors import HubError, NotFound, RateLimited, Unauthenticated
 from hub.referrals import retention
 from hub.referrals import service as referrals
 from hub.vocabulary import OPEN_STATES
-from hub.web import admin, forms, i18n, officer  # noqa: F401  (admin and officer add their pages to web_bp)
+from hub.web import admin, forms, i18n, officer, security  # noqa: F401  (admin and officer add their pages to web_bp)
 from hub.web.common import PAGE_SIZE, _set_cookie, agency_name, member, page, refused, safe_next, web_bp
 from hub.web.messages import say
 
@@ -71,28 +73,172 @@ def set_language():
     return response
 
 
+def _signed_in_response(target: str, signin: accounts.SignIn, *, cookie: str | None = None):
+    """Where a sign-in step goes next: the page asked for, or the TOTP step, or TOTP enrolment."""
+    if signin.stage == "totp":
+        response = redirect(url_for("web.login_totp", next=target))
+    elif signin.stage == "enrol":
+        response = redirect(url_for("web.totp_settings", next=target))
+    else:
+        response = redirect(target)
+    if cookie:
+        _set_cookie(response, cookie)
+    return security.set_device_cookie(response, signin.device)
+
+
+def _throttled_page(template: str, exc: HubError, **context):
+    response = make_response(render_template(template, error=say(exc), **context), 429)
+    if exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @web_bp.route("/login", methods=["GET", "POST"])
 def login():
     form = forms.LoginForm()
     error = None
     if form.validate_on_submit():
+        ctx = current()
         try:
-            cookie, principal, _ring = accounts.login(
-                db(), form.username.data.strip(), form.password.data,
-                clock=current().clock, lifetime=current().settings.session_lifetime)
+            signin = accounts.login(
+                db(), form.username.data.strip(), form.password.data, clock=ctx.clock,
+                lifetime=ctx.settings.security.session_lifetime, idle=ctx.settings.security.session_idle,
+                totp_roles=ctx.settings.security.require_totp_roles, address=security.client_address(),
+                device=security.device_cookie())
             db().commit()
-            user = accounts.get_user(db(), principal.user_id)
-            target = safe_next(request.args.get("next"), home_for(principal))
-            response = _set_cookie(redirect(target), cookie)
+            user = accounts.get_user(db(), signin.principal.user_id)
+            target = safe_next(request.args.get("next"), home_for(signin.principal))
+            response = _signed_in_response(target, signin, cookie=signin.cookie)
             if user is not None:
                 response.set_cookie(i18n.LANG_COOKIE, user.lang, max_age=365 * 86400, path="/", httponly=True,
                                     samesite="Lax")
             return response
+        except RateLimited as exc:
+            db().rollback()
+            return _throttled_page("web/login.html", exc, form=form)
         except HubError as exc:
-            db().commit()  # failed attempts count towards the lock-out
+            db().commit()  # a wrong password is counted towards the waits (hub.accounts.service.login)
             error = say(exc)
     status = 401 if error else (400 if form.errors else 200)
     return render_template("web/login.html", form=form, error=error), status
+
+
+def _pending() -> tuple[str, str] | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    try:
+        return accounts.pending_stage(db(), cookie, clock=current().clock)
+    except Unauthenticated:
+        return None
+
+
+@web_bp.route("/login/totp", methods=["GET", "POST"])
+def login_totp():
+    """The second step of a sign-in: a code from the authenticator app, or a recovery code."""
+    target = safe_next(request.args.get("next"), url_for("web.index"))
+    state = _pending()
+    if state is None:
+        return _set_cookie(redirect(url_for("web.login", next=target)), None)
+    if state[0] == "enrol":
+        return redirect(url_for("web.totp_settings", next=target))
+    if state[0] == "done":
+        return redirect(target)
+    form = forms.CodeForm()
+    error = None
+    if form.validate_on_submit():
+        ctx = current()
+        try:
+            signin = accounts.second_step(db(), request.cookies.get(SESSION_COOKIE), form.code.data,
+                                          clock=ctx.clock, secret_key=ctx.settings.secret_key,
+                                          device=security.device_cookie())
+            db().commit()
+            return _signed_in_response(safe_next(request.args.get("next"), home_for(signin.principal)), signin)
+        except HubError as exc:
+            db().commit()  # a wrong code is counted on the half-open session
+            if exc.code == "session_expired":
+                flash(say(exc), "error")
+                return _set_cookie(redirect(url_for("web.login", next=target)), None)
+            error = say(exc)
+    status = 401 if error else (400 if form.errors else 200)
+    return render_template("web/login_totp.html", form=form, error=error, username=state[1]), status
+
+
+def _qr_svg(uri: str) -> Markup:
+    """The otpauth:// URI as an inline SVG QR code (no script, no image request)."""
+    return Markup(segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff",
+                                                         title=_("QR code for your authenticator app")))
+
+
+def _totp_page(*, error: str | None = None, status: int = 200, form=None):
+    ctx = current()
+    cookie = request.cookies.get(SESSION_COOKIE)
+    target = safe_next(request.args.get("next"), url_for("web.index"))
+    try:
+        status_now = accounts.totp_status(db(), cookie or "", clock=ctx.clock, secret_key=ctx.settings.secret_key)
+    except accounts.SecondStepPending:
+        return redirect(url_for("web.login_totp", next=target))
+    except Unauthenticated:
+        return _set_cookie(redirect(url_for("web.login", next=request.path)), None)
+    db().commit()  # the secret to enrol is kept (sealed) until confirmed
+    member()  # the navigation, for a signed-in member; none while enrolment is the only way on
+    return render_template("web/totp.html", totp=status_now, error=error, form=form or forms.CodeForm(),
+                           disable_form=forms.CodeForm(prefix="disable"), next=request.args.get("next"),
+                           qr=_qr_svg(status_now.uri) if status_now.uri else None,
+                           required=g.get("member") is None), status
+
+
+@web_bp.get("/settings/totp")
+@writes
+def totp_settings():
+    """TOTP: enrol (QR code and the secret as text, confirmed with a code), or turn it off."""
+    return _totp_page()
+
+
+@web_bp.post("/settings/totp/confirm")
+def totp_confirm():
+    ctx = current()
+    form = forms.CodeForm()
+    if not form.validate_on_submit():
+        return _totp_page(error=_("Check the fields marked below."), status=400, form=form)
+    try:
+        codes, finished = accounts.confirm_totp(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data,
+                                                clock=ctx.clock, secret_key=ctx.settings.secret_key,
+                                                device=security.device_cookie())
+        db().commit()
+    except accounts.SecondStepPending:
+        db().rollback()
+        return redirect(url_for("web.login_totp"))
+    except Unauthenticated:
+        db().rollback()
+        return _set_cookie(redirect(url_for("web.login")), None)
+    except HubError as exc:
+        db().rollback()
+        return _totp_page(error=say(exc), status=400, form=form)
+    g.pop("member", None)
+    member()
+    target = safe_next(request.args.get("next"), url_for("web.index"))
+    response = make_response(render_template("web/totp_codes.html", codes=codes, next=target))
+    return security.set_device_cookie(response, finished.device if finished else None)
+
+
+@web_bp.post("/settings/totp/disable")
+@page
+def totp_disable():
+    ctx = current()
+    form = forms.CodeForm(prefix="disable")
+    if not form.validate_on_submit():
+        return _totp_page(error=_("Check the fields marked below."), status=400)
+    try:
+        accounts.disable_totp(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data, clock=ctx.clock,
+                              secret_key=ctx.settings.secret_key,
+                              totp_roles=ctx.settings.security.require_totp_roles)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _totp_page(error=say(exc), status=400)
+    flash(_("TOTP is off. Set it up again below."), "ok")
+    return redirect(url_for("web.totp_settings"))
 
 
 @web_bp.post("/logout")

@@ -76,7 +76,7 @@ def test_canary_strings_stay_in_the_packet(phone, live, app, network, db, clock,
         # A coordinator sees metadata only.
         add_member(db, network, clock, "pp-committee", "coordinator")
         coord = phone("en")
-        sign_in(coord, "pp-committee.coordinator")
+        sign_in(coord, "pp-committee.coordinator", app=app)
         coord.goto(f"/r/{referral_id}")
         assert coord.locator("h1").inner_text().startswith("R-")  # the metadata page, not a refusal
         assert marker not in coord.content()

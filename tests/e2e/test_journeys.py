@@ -13,7 +13,7 @@ import requests
 
 from hub.referrals.models import Referral
 from tests.e2e.checks import check_page
-from tests.webhelpers import PASSWORD, add_member, photo_bytes
+from tests.webhelpers import PASSWORD, add_member, code_for, photo_bytes
 
 WORDS = {  # a few words each page shows, to assert the language a person sees
     "en": {"inbox": "Inbox", "accepted": "accepted", "sent_flash": "Sent. The reference is"},
@@ -21,12 +21,18 @@ WORDS = {  # a few words each page shows, to assert the language a person sees
 }
 
 
-def sign_in(page, username: str, password: str = PASSWORD):
+def sign_in(page, username: str, password: str = PASSWORD, app=None):
+    """Sign in; where the role asks for TOTP, type the code the member's authenticator shows (``app``'s clock)."""
     page.goto("/login")
     page.fill("#username", username)
     page.fill("#password", password)
     page.click("form[action^='/login'] button[type=submit]")
     page.wait_for_load_state()
+    if "/login/totp" in page.url:
+        assert app is not None, f"{username} signs in with TOTP: pass app= to sign_in"
+        page.fill("#code", code_for(app, username))
+        page.click("form[action^='/login/totp'] button[type=submit]")
+        page.wait_for_load_state()
 
 
 def visit(page, path: str, shots, name: str):
@@ -134,7 +140,7 @@ def test_journey(lang, phone, live, network, db, clock, shots, app):
 
     # The admin invites a member, who sets a password and signs in.
     admin = phone(lang)
-    sign_in(admin, "pp-shelter-a.agency_admin")
+    sign_in(admin, "pp-shelter-a.agency_admin", app=app)
     visit(admin, "/admin", shots, f"{lang}-admin")
     admin.fill("#invite-name", "Newcomer Fictional")
     admin.select_option("#invite-role", "caseworker")

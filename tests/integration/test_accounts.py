@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 from hub import packets
 from hub.accounts import service as accounts
-from hub.accounts.models import ApiToken, Invitation, User, UserSession, WrappedKeyRing
+from hub.accounts.models import ApiToken, Invitation, KnownDevice, User, UserSession, WrappedKeyRing
 from hub.db import session_scope
 from hub.directory import service as directory
-from hub.errors import BadInput, Conflict, NotFound, Unauthenticated
+from hub.errors import BadInput, Conflict, NotFound, RateLimited, Unauthenticated
 from tests.factories import FAST_KDF
 
 PASSWORD = "correct horse battery staple"
@@ -47,18 +47,19 @@ def _member(sessions, clock, ring, username="shelter.worker"):
     return user_id
 
 
-def _login(sessions, clock, username="shelter.worker", password=PASSWORD):
+def _login(sessions, clock, username="shelter.worker", password=PASSWORD, *, address="198.51.100.20", device=None):
     """As the sign-in page does: the unit of work is committed whether the attempt fails or not."""
     with sessions() as s:
         try:
-            return accounts.login(s, username, password, clock=clock, lifetime=LIFETIME)
+            return accounts.login(s, username, password, clock=clock, lifetime=LIFETIME, totp_roles=(),
+                                  address=address, device=device)
         finally:
             s.commit()
 
 
-def _login_error(sessions, clock, username, password) -> Unauthenticated:
+def _login_error(sessions, clock, username, password, **where) -> Unauthenticated:
     with pytest.raises(Unauthenticated) as err:
-        _login(sessions, clock, username, password)
+        _login(sessions, clock, username, password, **where)
     return err.value
 
 
@@ -179,34 +180,55 @@ def test_wrong_password_and_unknown_user_get_the_same_error(enrolled, clock):
     assert (wrong.code, wrong.message, wrong.status) == (unknown.code, unknown.message, unknown.status)
 
 
-def test_five_failures_lock_the_account_for_fifteen_minutes(enrolled, clock):
+def test_wrong_passwords_make_the_address_and_the_account_wait_but_lock_no_one_out(enrolled, clock):
+    """The old lock-out (5 wrong, 15 minutes for everyone) is gone: waits grow per address and per
+    account, and a device the user signed in on before is held back by neither."""
     sessions, ring, _ = enrolled
     _member(sessions, clock, ring)
-    for _ in range(5):
-        _login_error(sessions, clock, "shelter.worker", "not the password")
-    locked = _login_error(sessions, clock, "shelter.worker", PASSWORD)  # even the right password
-    unknown = _login_error(sessions, clock, "nobody.here", PASSWORD)
-    assert locked.message == unknown.message
-    clock.advance(minutes=14)
-    _login_error(sessions, clock, "shelter.worker", PASSWORD)
-    clock.advance(minutes=1, seconds=1)
-    _cookie, _principal, opened = _login(sessions, clock)
-    assert opened is not None
+    phone = _login(sessions, clock, address="198.51.100.7")  # the user's own phone, signed in before
+    assert phone.device, "a first sign-in on a device gives it a known-device cookie"
+    attacker = "203.0.113.66"
+    for _ in range(accounts.THROTTLE_FREE):
+        err = _login_error(sessions, clock, "shelter.worker", "not the password", address=attacker)
+        assert err.code == "login_failed"
+    with pytest.raises(RateLimited) as waited:  # even the right password waits, from the attacker's address
+        _login(sessions, clock, address=attacker)
+    assert waited.value.retry_after == 30 and waited.value.status == 429
+    with pytest.raises(RateLimited):  # the account waits too, for a device it does not know ...
+        _login(sessions, clock, address="192.0.2.44")
+    signin = _login(sessions, clock, address="192.0.2.44", device=phone.device)  # ... but not the user's phone
+    assert signin.ring is not None and signin.device is None
+    clock.advance(seconds=31)
+    unknown = _login_error(sessions, clock, "nobody.here", PASSWORD, address=attacker)
+    assert unknown.message == err.message  # an unknown user name reads as a wrong password
+    with pytest.raises(RateLimited) as longer:  # the next wait is twice as long
+        _login(sessions, clock, address=attacker)
+    assert longer.value.retry_after == 60
+
+
+def test_a_stolen_device_cookie_buys_a_few_guesses_only(enrolled, clock):
+    sessions, ring, _ = enrolled
+    _member(sessions, clock, ring)
+    device = _login(sessions, clock).device
+    for _ in range(accounts.DEVICE_FAILURES):
+        _login_error(sessions, clock, "shelter.worker", "guess", device=device, address="203.0.113.5")
+    with session_scope(sessions) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(KnownDevice)) == 0, "the device is forgotten"
+
+
+def test_four_failures_then_success_resets_the_account_count(enrolled, clock):
+    sessions, ring, _ = enrolled
+    _member(sessions, clock, ring)
+    for _ in range(4):
+        _login_error(sessions, clock, "shelter.worker", "not the password", address="192.0.2.1")
+    _login(sessions, clock, address="192.0.2.2")
+    for _ in range(4):
+        _login_error(sessions, clock, "shelter.worker", "not the password", address="192.0.2.3")
+    cookie, principal, _ring = _login(sessions, clock, address="192.0.2.4")  # the success in between reset it
+    assert cookie and principal.user_id is not None
     with session_scope(sessions) as s:
         user = s.scalars(sa.select(User).where(User.username == "shelter.worker")).one()
         assert user.failed_logins == 0 and user.locked_until is None
-
-
-def test_four_failures_then_success_resets_the_count(enrolled, clock):
-    sessions, ring, _ = enrolled
-    _member(sessions, clock, ring)
-    for _ in range(4):
-        _login_error(sessions, clock, "shelter.worker", "not the password")
-    _login(sessions, clock)
-    for _ in range(4):
-        _login_error(sessions, clock, "shelter.worker", "not the password")
-    cookie, principal, _ring = _login(sessions, clock)  # not locked: the success in between reset the count
-    assert cookie and principal.user_id is not None
 
 
 # --- sessions ------------------------------------------------------------------------------------------

@@ -66,8 +66,11 @@ def test_init_demo_twice(instance, sessions):
     password = (tmp / "instance" / "demo-password.txt").read_text().strip()
     assert f"password for every demo login: {password}" in first.stdout
     assert "pp-ahtjp.officer" in first.stdout and "pp-shelter-a.caseworker" in first.stdout
+    totp_secret = (tmp / "instance" / "demo-totp-secret.txt").read_text().strip()
+    assert f"TOTP secret for every demo login marked (+ TOTP code): {totp_secret}" in first.stdout
+    assert "pp-committee.coordinator" in first.stdout and "(+ TOTP code)" in first.stdout
     codes_file = tmp / "instance" / "demo-recovery-codes.txt"
-    for private in (codes_file, tmp / "instance" / "demo-password.txt",
+    for private in (codes_file, tmp / "instance" / "demo-password.txt", tmp / "instance" / "demo-totp-secret.txt",
                     tmp / "instance" / "demo" / "pp-ahtjp.keyring.json"):
         assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
     assert not re.search(r"([A-Z2-7]{4}-){6}", first.stdout), "demo codes go to the file, not the screen"
@@ -81,7 +84,8 @@ def test_init_demo_twice(instance, sessions):
     # a demo login unlocks its agency's key ring, and the key ring file opens with the demo password
     with session_scope(sessions) as s:
         _cookie, principal, ring = accounts.login(s, "pp-shelter-a.caseworker", password, clock=SystemClock(),
-                                                  lifetime=__import__("datetime").timedelta(hours=1))
+                                                  lifetime=__import__("datetime").timedelta(hours=1),
+                                                  totp_roles=())
     assert principal.role == "caseworker" and ring is not None and ring.agency == "pp-shelter-a"
     doc = json.loads((tmp / "instance" / "demo" / "pp-ahtjp.keyring.json").read_text())
     assert packets.unwrap_keyring(doc, holder="system:pp-ahtjp", passphrase=password).agency == "pp-ahtjp"

@@ -31,7 +31,8 @@ def sign_in(client, db, network, clock, agency: str, role: str = "coordinator") 
     with session_scope(db) as s:
         accounts.accept_invitation(s, token, PASSWORD, clock)
     with session_scope(db) as s:
-        cookie, _p, _r = accounts.login(s, f"{agency}.{role}", PASSWORD, clock=clock, lifetime=dt.timedelta(hours=12))
+        cookie, _p, _r = accounts.login(s, f"{agency}.{role}", PASSWORD, clock=clock, lifetime=dt.timedelta(hours=12),
+                                          totp_roles=())
     client.set_cookie(SESSION_COOKIE, cookie)
     client.set_cookie("refhub_lang", "en")  # the assertions read the English page
 

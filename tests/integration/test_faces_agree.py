@@ -16,6 +16,7 @@ from hub.directory.models import Agency
 from hub.notify.service import issue_ack_token
 from hub.referrals.models import Referral
 from tests.factories import add_contact
+from tests.webhelpers import TOTP_ROLES, enrol_totp, sign_in
 from tests.integration.test_webhooks import (  # noqa: F401  (fixtures: a production-like Twilio set-up)
     OFFICER_PHONE,
     SHELTER_A_PHONE,
@@ -39,10 +40,9 @@ def _sign_in(client, db, clock, *, agency: str, role: str, ring=None) -> None:
                                         username=f"{agency}.{role}.faces", clock=clock, keyring=ring)
     page = client.get(f"/invite/{token}")
     client.post(f"/invite/{token}", data={"password": PASSWORD, "confirm": PASSWORD, "csrf_token": _csrf(page.text)})
-    login = client.get("/login")
-    done = client.post("/login", data={"username": user.username, "password": PASSWORD,
-                                       "csrf_token": _csrf(login.text)})
-    assert done.status_code == 302, done.text
+    if role in TOTP_ROLES:
+        enrol_totp(db, user.username, secret_key=client.application.extensions["hub"].settings.secret_key)
+    sign_in(client, user.username, PASSWORD)
 
 
 def _status(db, referral_id: str) -> str:

@@ -435,3 +435,20 @@ def test_a_process_that_builds_a_hub_context_has_every_table():
     assert result.returncode == 0, result.stderr
     table, count = result.stdout.split()
     assert table == "user_account" and int(count) >= 10
+
+
+def test_demo_coordinator_signs_in_with_the_password_and_hub_demo_code(served):
+    """`make run` prints the demo TOTP secret; `hub demo-code` prints the code a coordinator types."""
+    secret_file = served.instance.folder / "instance" / "demo-totp-secret.txt"
+    assert secret_file.stat().st_mode & 0o077 == 0
+    browser = requests.Session()
+    page = browser.get(f"{served.url}/login", timeout=30)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    step = browser.post(f"{served.url}/login", data={"username": "pp-committee.coordinator",
+                                                     "password": served.password, "csrf_token": token}, timeout=30)
+    assert "/login/totp" in step.url
+    assert browser.get(f"{served.url}/board", timeout=30).url.startswith(f"{served.url}/login")
+    code = served.instance.run("demo-code").stdout.strip()
+    assert re.fullmatch(r"\d{6}", code)
+    board = browser.post(step.url, data={"code": code, "csrf_token": token}, timeout=30)
+    assert board.status_code == 200 and board.url.endswith("/board")

@@ -8,6 +8,7 @@ import pytest
 
 from hub.config import ensure_demo_secret, load_settings, parse_duration
 from hub.errors import ConfigError
+from tests.instance import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = {"HUB_SECRET_KEY": "s" * 40}
@@ -157,3 +158,22 @@ def test_the_six_task_forces_map_needs_and_children(tmp_path):
 def test_a_bad_task_force_names_the_setting(tmp_path, replace, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(_config(tmp_path, replace), env=SECRET)
+
+
+@pytest.mark.parametrize("key,bad", [("login_rate_limit", "ten a minute"), ("api_rate_limit", ""),
+                                     ("webhook_rate_limit", 5), ("onetap_rate_limit", "10 per fortnight")])
+def test_a_bad_rate_limit_is_a_clear_start_up_error(tmp_path, key, bad):
+    path = write_config(tmp_path, **{f"security__{key}": bad})
+    with pytest.raises(ConfigError, match=rf"security\.{key}.*10 per minute"):
+        load_settings(path, env={"HUB_SECRET_KEY": "s" * 40})
+
+
+def test_security_settings_and_their_defaults(tmp_path):
+    settings = load_settings(write_config(tmp_path), env={"HUB_SECRET_KEY": "s" * 40})
+    assert settings.security.session_idle == dt.timedelta(minutes=30)
+    assert settings.security.require_totp_roles == ("coordinator", "agency_admin", "hub_admin")
+    assert settings.security.rate_limit_storage == "memory://" and settings.security.trusted_proxies == 0
+    for bad in ({"security__require_totp_roles": ["admin"]}, {"security__trusted_proxies": -1},
+                {"security__rate_limit_storage": "memory"}, {"security__lockout_after": 5}):
+        with pytest.raises(ConfigError, match=r"security"):
+            load_settings(write_config(tmp_path, **bad), env={"HUB_SECRET_KEY": "s" * 40})
