@@ -309,9 +309,9 @@ def _branch(kind: str, key, values: dict[str, Any], names: tuple[str, ...]) -> s
 def _statement(taskforce: TaskForce | None, by_agency: bool, steps: int, postgresql: bool) -> sa.CompoundSelect:
     """The summary's statement: the window's facts read once (a CTE), then
 
-    - per receiving agency (and its province): every count, and the percentiles;
-    - the whole scope and (national view) each province: the percentiles only, since the counts of these
-      are the sums of their agencies' (``_figures`` adds them up).
+    - per receiving agency (and its province): every count;
+    - per agency, for the whole scope and (national view) per province: the percentiles. The counts of
+      the scope and of a province are the sums of their agencies' (``_figures`` adds them up).
 
     Percentiles by nearest rank: PostgreSQL's ``percentile_disc``; elsewhere (SQLite) the value at the first
     rank r, in ``row_number()`` order, with r * 100 >= p * n, which is the same thing
@@ -341,13 +341,11 @@ def _statement(taskforce: TaskForce | None, by_agency: bool, steps: int, postgre
                 for p in PERCENTILES:
                     values[f"{metric}_p{p}"] = sa.func.min(
                         sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
-        group = [source.c[key]] if key else []
-        if kind == "agency":
-            values.update(_counts(source, steps))
-            values["province"] = source.c.province
-            group.append(source.c.province)
         stmt = _branch(kind, source.c[key] if key else None, values, names).select_from(source)
-        branches.append(stmt.group_by(*group) if group else stmt)
+        branches.append(stmt.group_by(source.c[key]) if key else stmt)
+    # The counts per agency in a grouping of their own: with no ordered-set aggregate it needs no sort.
+    counts = {**_counts(f, steps), "province": f.c.province}
+    branches.insert(0, _branch("counts", f.c.agency, counts, names).group_by(f.c.agency, f.c.province))
     return sa.union_all(*branches)
 
 
@@ -386,12 +384,13 @@ def _figures(session: Session, scope: Scope, win: Window, now: dt.datetime, step
     sums: dict[tuple[str, Any], dict[str, int]] = {}
     percentiles: dict[tuple[str, Any], Any] = {}
     for row in rows:
-        if row["kind"] == "agency":
+        if row["kind"] == "counts":
             for target in (("agency", row["key"]), ("all", None), ("province", row["province"])):
                 total = sums.setdefault(target, dict.fromkeys(counted, 0))
                 for name in counted:
                     total[name] += int(row[name] or 0)
-        percentiles[(row["kind"], row["key"])] = row
+        else:
+            percentiles[(row["kind"], row["key"])] = row
     out: dict[str, dict[Any, dict]] = {kind: {} for kind, _key in GROUPINGS}
     for (kind, key), row in sums.items():
         if kind == "province" and scope.province is not None:
