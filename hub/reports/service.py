@@ -1,8 +1,8 @@
 """Coordinators' figures (API.md ``GET /api/v1/reports/summary``), in SQL over metadata only.
 
 Everything here reads the referral rows (state, times, receiving agency), the
-directory (the receiving agency's province) and the ladder's record
-(:class:`hub.escalation.models.LadderStep`); never a packet. The definitions are
+directory (the receiving agency's province) and the ladder's record as the referral
+row keeps it (``referral.ladder_fired``); never a packet. The definitions are
 API.md's, word for word:
 
 - first answer: the recipient's first transition out of ``sent`` (acknowledged,
@@ -10,24 +10,25 @@ API.md's, word for word:
   of them, so ``first_answer_s = acknowledged_at - created_at``;
   ``decision_s = decided_at - created_at``.
 - p50, p90 by nearest rank: the smallest value v such that at least that share
-  of the values is <= v. Computed with ``row_number()`` over the sorted values:
-  the value at rank ceil(p * n), i.e. the first row with ``rank * 100 >= p * n``
-  (integers only), which is exactly PostgreSQL's ``percentile_disc`` and runs
-  the same on SQLite.
+  of the values is <= v: PostgreSQL's ``percentile_disc``; on SQLite the value at rank
+  ceil(p * n) of ``row_number()`` over the sorted values, i.e. the first row with
+  ``rank * 100 >= p * n`` (integers only), which is the same.
 - ``acceptance_rate``: accepted (whatever came after) over accepted plus declined.
 - ``unanswered_share``: no first answer (whether still waiting, withdrawn or failed).
 - ``late_share``: the first answer came after the ack deadline, or there is none
   and the deadline passed while the referral still waited (now, or when it was
   withdrawn; docs/design-notes.md "Reports").
-- ``steps_fired``: per step index, the (referral, clock) pairs on which it fired.
+- ``steps_fired``: per step index, the (referral, clock) pairs on which it fired, read from the
+  bits of ``referral.ladder_fired`` (the ladder's record, kept on the row by the escalation).
 
 Added to API.md's figures (additions, nothing renamed): ``on_time_share``, the share
 answered by the ack deadline; ``first_answer_histogram`` (whole scope), first answers
 per bucket of HISTOGRAM_S; ``taskforce``, the task force filter.
 
-Times are whole seconds (each timestamp truncated to its second on both backends).
-Cost follows the window: the scope is a set of receiving agencies (a province holds
-a few), and ``ix_referral_to_created`` turns each into one range scan.
+Times are whole seconds (each timestamp truncated to its second on both backends). A date
+in a window is its midnight in ``[hub] timezone``. Cost follows the window: the scope is a
+set of receiving agencies (a province holds a few), ``ix_referral_to_created`` turns each
+into one range scan, and one statement reads those rows once (docs/design-notes.md "Reports").
 """
 from __future__ import annotations
 
