@@ -48,7 +48,7 @@ ELSEWHERE = "ARRAY['sr-shelter','sr-dosvy','sr-ahtjp','bm-police']"
 INSERT_TARGET = f"""
 INSERT INTO referral (id, code, from_agency_id, to_agency_id, created_by, urgency, child, needs, province, status,
     outcome, policy, ladder, step, repeat, version, created_at, acknowledged_at, decided_at, closed_at,
-    ack_deadline_at, updated_at)
+    ack_deadline_at, updated_at, ladder_fired)
 SELECT md5('target-' || i)::uuid::text, 'T' || lpad(to_hex(i), 6, '0'), 'pp-ahtjp', ({PP})[1 + i % 5], 'bench',
     'urgent', i % 4 = 0, '["shelter"]', 'KH-12',
     CASE WHEN i % 10 = 0 THEN 'sent' WHEN i % 10 = 1 THEN 'declined' WHEN i % 10 = 2 THEN 'closed'
@@ -57,18 +57,19 @@ SELECT md5('target-' || i)::uuid::text, 'T' || lpad(to_hex(i), 6, '0'), 'pp-ahtj
     c, CASE WHEN i % 10 <> 0 THEN c + make_interval(secs => (i * 37) % 7200) END,
     CASE WHEN i % 10 BETWEEN 1 AND 7 THEN c + make_interval(secs => (i * 37) % 7200 + (i * 53) % 3600) END,
     CASE WHEN i % 10 IN (1, 2) THEN c + interval '2 days' END,
-    c + interval '30 minutes', c
+    c + interval '30 minutes', c,
+    CASE WHEN i % 10 = 0 OR (i * 37) % 7200 > 1800 THEN 3 ELSE 1 END
 FROM generate_series(1, {TARGET}) AS i, LATERAL (SELECT CAST(:w0 AS timestamptz) + make_interval(secs => (i - 1) * 1296)) AS t(c)
 """
 
 # The rest: half in other provinces at any time, half in Phnom Penh in the three years before the window.
 INSERT_REST = f"""
 INSERT INTO referral (id, code, from_agency_id, to_agency_id, created_by, urgency, child, needs, province, status,
-    policy, ladder, step, repeat, version, created_at, acknowledged_at, ack_deadline_at, updated_at)
+    policy, ladder, step, repeat, version, created_at, acknowledged_at, ack_deadline_at, updated_at, ladder_fired)
 SELECT md5('rest-' || j)::uuid::text, 'R' || lpad(to_hex(j), 7, '0'), 'pp-ahtjp',
     CASE WHEN j % 2 = 0 THEN ({ELSEWHERE})[1 + j % 4] ELSE ({PP})[1 + j % 5] END, 'bench', 'normal', false,
     '["legal"]', CASE WHEN j % 2 = 0 THEN 'KH-17' ELSE 'KH-12' END, 'acknowledged', 'normal', :ladder, 0, 0, 0,
-    c, c + interval '20 minutes', c + interval '4 hours', c
+    c, c + interval '20 minutes', c + interval '4 hours', c, 1
 FROM generate_series(1, CAST(:n AS integer)) AS j,
     LATERAL (SELECT CASE WHEN j % 2 = 0
                          THEN CAST(:w0 AS timestamptz) - interval '3 years' + make_interval(secs => (CAST(j AS bigint) * 7919) % 97000000)
@@ -76,7 +77,8 @@ FROM generate_series(1, CAST(:n AS integer)) AS j,
                     END) AS t(c)
 """
 
-# The ladder's record: step 0 of the ack clock on every referral; step 1 where the answer came late or never.
+# The ladder's record: step 0 of the ack clock on every referral; step 1 where the answer came late or never
+# (the same facts as the bits of referral.ladder_fired above: 1 is ack step 0, 2 ack step 1).
 INSERT_STEPS = """
 INSERT INTO ladder_step (referral_id, clock, step, fired_at)
 SELECT id, 'ack', 0, created_at FROM referral
@@ -92,6 +94,13 @@ SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY s) FROM (
     FROM referral r
     WHERE r.to_agency_id = ANY(ARRAY(SELECT id FROM agency WHERE province = 'KH-12'))
       AND r.created_at >= :w0 AND r.created_at < :w1 AND r.acknowledged_at IS NOT NULL) t
+"""
+
+# The steps fired, from the ladder's record, to check the summary's (which reads referral.ladder_fired).
+SQL_STEPS = """
+SELECT ls.step, count(*) FROM ladder_step ls JOIN referral r ON r.id = ls.referral_id
+WHERE r.to_agency_id = ANY(ARRAY(SELECT id FROM agency WHERE province = 'KH-12'))
+  AND r.created_at >= :w0 AND r.created_at < :w1 GROUP BY ls.step
 """
 
 
@@ -113,7 +122,7 @@ def build(engine, settings, total: int) -> float:
 
 def run_summary(sessions, settings) -> dict:
     scope = reports.national_scope("KH-12", settings=settings)
-    win = reports.window(W0, W1, NOW)
+    win = reports.window(W0, W1, NOW, tz=settings.timezone)
     with sessions() as session:
         out = reports.summary(session, scope, win, NOW, settings=settings, actor="bench")
         session.rollback()  # the audit entry of the request: not kept
@@ -135,10 +144,11 @@ def plans(engine, settings) -> list[str]:
     """EXPLAIN ANALYZE of the summary's statement on this database, with its values."""
     scope = reports.national_scope("KH-12", settings=settings)
     with make_sessionmaker(engine)() as session:
-        stmt, params = reports.statement_params(session, scope, reports.window(W0, W1, NOW), NOW)
-    compiled = stmt.params(**params).compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+        stmt, params = reports.statement_params(session, scope, reports.window(W0, W1, NOW, tz=settings.timezone),
+                                                NOW, len(reports.ladder_steps(settings)))
+    expanded = stmt.compile(dialect=engine.dialect).construct_expanded_state(params)
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + str(compiled), compiled.params)
+        rows = conn.exec_driver_sql("EXPLAIN (ANALYZE, COSTS OFF) " + expanded.statement, expanded.parameters)
         return ["\n".join(r[0] for r in rows)]
 
 
@@ -179,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
             assert first[0]["referrals"]["total"] == TARGET, first[0]["referrals"]
             p50 = run_sql(large_engine)
             assert first[1]["first_answer_s"]["p50"] == p50, (first[1]["first_answer_s"], p50)
+            with large_engine.connect() as conn:  # the bits agree with the ladder's record
+                fired = dict(conn.execute(sa.text(SQL_STEPS), {"w0": W0, "w1": W1}).all())
+            assert first[1]["steps_fired"] == {str(k): fired.get(k, 0) for k in range(4)}, (first[1], fired)
             times = {"small": [], "large": [], "sql": [], "sql_small": []}
             for _ in range(args.rounds):  # interleaved, so a busy machine slows all alike
                 times["small"].append(_timed(lambda: run_summary(small, settings)))

@@ -41,6 +41,9 @@ DEFAULT_TASKFORCES: dict[str, dict] = {
 }
 
 
+# Steps a ladder may have (hub.escalation.models.STEPS_PER_CLOCK: the bits of referral.ladder_fired).
+MAX_LADDER_STEPS = 21
+
 def parse_duration(text: Any, *, where: str = "duration") -> dt.timedelta:
     """ISO-8601 duration of days, hours, minutes, seconds (e.g. PT30M, P1D, PT1H30M)."""
     if not isinstance(text, str):
@@ -132,6 +135,8 @@ def _policy(name: str, raw: Mapping[str, Any]) -> Policy:
     ladder_raw = raw.get("ladder")
     if not isinstance(ladder_raw, list) or not ladder_raw:
         raise ConfigError(f"{where}.ladder must be a non-empty list of {{after, notify}} steps")
+    if len(ladder_raw) > MAX_LADDER_STEPS:  # the reports keep each step's firing as a bit (referral.ladder_fired)
+        raise ConfigError(f"{where}.ladder has {len(ladder_raw)} steps; at most {MAX_LADDER_STEPS}")
     steps = []
     for i, item in enumerate(ladder_raw):
         if not isinstance(item, Mapping) or set(item) != {"after", "notify"}:

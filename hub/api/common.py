@@ -55,7 +55,8 @@ def sighted(check: Callable[[Session], T]) -> T:
     its own changes.
     """
     session = db()
-    result = check(session)
+    with session.no_autoflush:  # a sighting must not be flushed by the check's own reads in a read-only unit
+        result = check(session)
     if (session.new or session.dirty or session.deleted) and is_read_only(session):
         result = check(restart_as_writer())
         g.commit_sighting = True

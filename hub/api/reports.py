@@ -77,9 +77,11 @@ OPENAPI_PATHS = {
         "tags": ["reports"],
         "parameters": [
             {"name": "from", "in": "query", "required": False, "schema": {"type": "string"},
-             "description": "a date (midnight UTC) or an RFC 3339 time; default 30 days before 'to'"},
+             "description": "a date (its midnight in [hub] timezone, Asia/Phnom_Penh by default) or an RFC 3339 "
+                            "time; default 30 days before 'to'"},
             {"name": "to", "in": "query", "required": False, "schema": {"type": "string"},
-             "description": "a date or an RFC 3339 time, exclusive; default now"},
+             "description": "a date (its midnight in [hub] timezone) or an RFC 3339 time, exclusive; "
+                            "default now"},
             {"name": "province", "in": "query", "required": False,
              "schema": {"type": "string", "pattern": "^KH-([1-9]|1[0-9]|2[0-5])$"}},
             {"name": "taskforce", "in": "query", "required": False, "schema": {"enum": [

@@ -23,9 +23,10 @@ def reports() -> None:
 
 
 @reports.command("summary")
-@click.option("--from", "start", metavar="D", help="First day (2026-11-01) or time (RFC 3339); default 30 days "
-                                                   "before --to.")
-@click.option("--to", "end", metavar="D", help="Day or time the window ends (exclusive); default now.")
+@click.option("--from", "start", metavar="D", help="First day (2026-11-01: from midnight in [hub] timezone) or "
+                                                   "time (RFC 3339); default 30 days before --to.")
+@click.option("--to", "end", metavar="D", help="Day (its midnight in [hub] timezone) or time the window ends "
+                                               "(exclusive); default now.")
 @click.option("--province", metavar="CODE", help="Only referrals received in this province (e.g. KH-12).")
 @click.option("--taskforce", metavar="ID", help="Only the referrals of this national task force (config.toml).")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one row per receiving agency, instead of JSON.")
@@ -37,7 +38,7 @@ def summary_command(start: str | None, end: str | None, province: str | None, ta
     now = ctx.clock.now()
     try:
         scope = service.national_scope(province, taskforce=taskforce, settings=ctx.settings)
-        win = service.window(start, end, now)
+        win = service.window(start, end, now, tz=ctx.settings.timezone)
     except HubError as exc:  # name the option, not the API's query parameter
         raise HubCliError(exc.message.replace("'from'", "--from").replace("'to'", "--to")
                           .replace("'taskforce'", "--taskforce"), 2) from None

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from hub.db import InsertChain
 from hub.directory.models import Contact
+from hub.escalation.models import fired_bits
 from hub.escalation.service import CLOCK_FOR_STATE, Targets, advance, advance_now, frozen_policy, record_steps, short_name
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
@@ -102,6 +103,7 @@ class LadderNotifier:
                          defer_alerts=True)
         for key, value in result.values.items():
             setattr(referral, key, value)
+        referral.ladder_fired = (referral.ladder_fired or 0) | fired_bits(result.clock, [s for s, _r in result.fired])
         store(chain)
         outbox.flush(chain)
         record_steps(session, [result], chain)  # the ladder's record, which the reports count

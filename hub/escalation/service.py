@@ -36,7 +36,7 @@ from hub.directory import service as directory
 from hub.db import InsertChain
 from hub.directory.models import Agency, Contact
 from hub.errors import Conflict, NotFound, log_failure
-from hub.escalation.models import LadderStep
+from hub.escalation.models import LadderStep, fired_bits
 from hub.notify import service as notify
 from hub.notify.models import OutboxMessage
 from hub.referrals import service as referrals
@@ -306,8 +306,11 @@ def apply(session: Session, result: Advance, referral=None) -> None:
 
     Pass the loaded ``referral`` to keep that object in step with the row.
     """
+    bits = _fired_bits(result)
     stmt = (sa.update(Referral).where(Referral.id == result.referral_id, Referral.version == result.version)
-            .values(**result.values, version=result.version + 1))
+            .values(**result.values, version=result.version + 1,
+                    **({"ladder_fired": sa.func.coalesce(Referral.ladder_fired, 0).op("|")(sa.literal(bits, sa.BigInteger))}
+                       if bits else {})))
     if referral is None:
         stmt = stmt.execution_options(synchronize_session=False)
     if session.execute(stmt).rowcount != 1:
@@ -316,7 +319,14 @@ def apply(session: Session, result: Advance, referral=None) -> None:
     if referral is not None:
         for key, value in result.values.items():
             setattr(referral, key, value)
+        if bits:
+            referral.ladder_fired = (referral.ladder_fired or 0) | bits
         referral.version = result.version + 1
+
+
+def _fired_bits(result: Advance) -> int:
+    """The referral.ladder_fired bits of the steps this advance fired (the record's facts, on the row)."""
+    return fired_bits(result.clock, [step for step, _repeat in result.fired])
 
 
 def advance_now(session: Session, referral, now: dt.datetime, *, settings) -> Advance:
@@ -436,9 +446,12 @@ def apply_many(session: Session, results: list[Advance]) -> None:
     for keys, group in groups.items():
         stmt = (table.update()
                 .where(table.c.id == sa.bindparam("b_id"), table.c.version == sa.bindparam("b_version"))
-                .values(version=sa.bindparam("b_new_version"), **{k: sa.bindparam(f"b_{k}") for k in keys}))
+                .values(version=sa.bindparam("b_new_version"),
+                        ladder_fired=sa.func.coalesce(table.c.ladder_fired, 0).op("|")(
+                            sa.bindparam("b_fired_bits", type_=sa.BigInteger)),
+                        **{k: sa.bindparam(f"b_{k}") for k in keys}))
         params = [{"b_id": r.referral_id, "b_version": r.version, "b_new_version": r.version + 1,
-                   **{f"b_{k}": r.values[k] for k in keys}} for r in group]
+                   "b_fired_bits": _fired_bits(r), **{f"b_{k}": r.values[k] for k in keys}} for r in group]
         changed = session.connection().execute(stmt, params).rowcount
         if changed != len(group):
             raise FenceLost(f"{len(group) - changed} of {len(group)} referrals changed under the sweep")

@@ -40,6 +40,9 @@ class Referral(Base):
     deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The ack clock's deadline, kept once the clock stops (reports: late_share).
     ack_deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Which ladder steps ever fired, on which clock: bits (hub.escalation.models.ladder_bit), for the reports;
+    # NULL is none.
+    ladder_fired: Mapped[int | None] = mapped_column(sa.BigInteger, server_default="0")
     overdue_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # A text of the current step failed: the next step is due at once, not at its time.
     step_failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

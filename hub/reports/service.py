@@ -1,8 +1,8 @@
 """Coordinators' figures (API.md ``GET /api/v1/reports/summary``), in SQL over metadata only.
 
 Everything here reads the referral rows (state, times, receiving agency), the
-directory (the receiving agency's province) and the ladder's record
-(:class:`hub.escalation.models.LadderStep`); never a packet. The definitions are
+directory (the receiving agency's province) and the ladder's record as the referral
+row keeps it (``referral.ladder_fired``); never a packet. The definitions are
 API.md's, word for word:
 
 - first answer: the recipient's first transition out of ``sent`` (acknowledged,
@@ -10,24 +10,25 @@ API.md's, word for word:
   of them, so ``first_answer_s = acknowledged_at - created_at``;
   ``decision_s = decided_at - created_at``.
 - p50, p90 by nearest rank: the smallest value v such that at least that share
-  of the values is <= v. Computed with ``row_number()`` over the sorted values:
-  the value at rank ceil(p * n), i.e. the first row with ``rank * 100 >= p * n``
-  (integers only), which is exactly PostgreSQL's ``percentile_disc`` and runs
-  the same on SQLite.
+  of the values is <= v: PostgreSQL's ``percentile_disc``; on SQLite the value at rank
+  ceil(p * n) of ``row_number()`` over the sorted values, i.e. the first row with
+  ``rank * 100 >= p * n`` (integers only), which is the same.
 - ``acceptance_rate``: accepted (whatever came after) over accepted plus declined.
 - ``unanswered_share``: no first answer (whether still waiting, withdrawn or failed).
 - ``late_share``: the first answer came after the ack deadline, or there is none
   and the deadline passed while the referral still waited (now, or when it was
   withdrawn; docs/design-notes.md "Reports").
-- ``steps_fired``: per step index, the (referral, clock) pairs on which it fired.
+- ``steps_fired``: per step index, the (referral, clock) pairs on which it fired, read from the
+  bits of ``referral.ladder_fired`` (the ladder's record, kept on the row by the escalation).
 
 Added to API.md's figures (additions, nothing renamed): ``on_time_share``, the share
 answered by the ack deadline; ``first_answer_histogram`` (whole scope), first answers
 per bucket of HISTOGRAM_S; ``taskforce``, the task force filter.
 
-Times are whole seconds (each timestamp truncated to its second on both backends).
-Cost follows the window: the scope is a set of receiving agencies (a province holds
-a few), and ``ix_referral_to_created`` turns each into one range scan.
+Times are whole seconds (each timestamp truncated to its second on both backends). A date
+in a window is its midnight in ``[hub] timezone``. Cost follows the window: the scope is a
+set of receiving agencies (a province holds a few), ``ix_referral_to_created`` turns each
+into one range scan, and one statement reads those rows once (docs/design-notes.md "Reports").
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import csv
 import datetime as dt
 import io
 import re
+import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -46,17 +48,18 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import Integer
 
 from hub import access
+from hub.accounts.models import User
 from hub.audit.service import record as audit
 from hub.clock import ensure_utc, rfc3339
 from hub.config import Settings, TaskForce
 from hub.directory.models import Agency, Contact
 from hub.errors import BadInput, Forbidden
 from hub.escalation import service as escalation
-from hub.escalation.models import LadderStep
+from hub.escalation.models import ladder_bit
 from hub.notify.models import OutboxMessage
 from hub.referrals import service as referrals
 from hub.referrals.models import Referral
-from hub.vocabulary import FINAL_STATES, OPEN_STATES, OUTCOMES, PROVINCES
+from hub.vocabulary import CLOCKS, FINAL_STATES, OPEN_STATES, OUTCOMES, PROVINCES
 
 STATES = OPEN_STATES + FINAL_STATES
 DEFAULT_DAYS = 30
@@ -82,7 +85,9 @@ def _epoch_default(element, compiler, **kw):  # SQLite keeps naive UTC text
 
 @compiles(epoch_seconds, "postgresql")
 def _epoch_postgresql(element, compiler, **kw):
-    return f"CAST(floor(extract(epoch FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
+    # date_part is double precision: exact for microsecond timestamps' whole seconds, and far cheaper per row
+    # than extract(), which is numeric since PostgreSQL 14.
+    return f"CAST(floor(date_part('epoch', {compiler.process(element.clauses, **kw)})) AS BIGINT)"
 
 
 # -- the request: window and scope ----------------------------------------------------------------
@@ -106,14 +111,21 @@ class Window:
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def parse_when(text: str | None, name: str) -> dt.datetime | None:
-    """A date (midnight UTC) or an RFC 3339 time with a zone; BadInput otherwise."""
+def zone(name: str | dt.tzinfo | None) -> dt.tzinfo:
+    """The hub's time zone (``[hub] timezone``, validated by hub.config) as a tzinfo."""
+    if isinstance(name, dt.tzinfo):
+        return name
+    return zoneinfo.ZoneInfo(name or "UTC")
+
+
+def parse_when(text: str | None, name: str, tz: str | dt.tzinfo | None = None) -> dt.datetime | None:
+    """A date (midnight in the hub's time zone ``tz``) or an RFC 3339 time with a zone; BadInput otherwise."""
     if text is None or text == "":
         return None
     text = text.strip()
     try:
         if _DATE.match(text):
-            return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+            return ensure_utc(dt.datetime.fromisoformat(text).replace(tzinfo=zone(tz)))
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         if value.tzinfo is None:
             raise ValueError
@@ -123,19 +135,34 @@ def parse_when(text: str | None, name: str) -> dt.datetime | None:
                        code="invalid_field") from None
 
 
-def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: dt.datetime) -> Window:
-    """[start, end): default the 30 days up to now; ``end`` must come after ``start``."""
-    start = parse_when(start, "from") if not isinstance(start, dt.datetime) else ensure_utc(start)
-    end = parse_when(end, "to") if not isinstance(end, dt.datetime) else ensure_utc(end)
+def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: dt.datetime, *,
+           tz: str | dt.tzinfo | None) -> Window:
+    """[start, end): a date is its midnight in ``tz`` (``[hub] timezone``); default the 30 days up to now;
+    ``end`` must come after ``start``."""
+    start = parse_when(start, "from", tz) if not isinstance(start, dt.datetime) else ensure_utc(start)
+    end = parse_when(end, "to", tz) if not isinstance(end, dt.datetime) else ensure_utc(end)
     if end is None:
-        end = now if start is None else start + dt.timedelta(days=DEFAULT_DAYS)
+        end = now if start is None else _days_later(start, DEFAULT_DAYS, tz)
     if start is None:
-        start = end - dt.timedelta(days=DEFAULT_DAYS)
+        start = _days_later(end, -DEFAULT_DAYS, tz)
     if end <= start:
         raise BadInput("'to' must come after 'from'", code="invalid_field")
     if end - start > dt.timedelta(days=MAX_DAYS):
         raise BadInput(f"a report covers at most {MAX_DAYS} days; ask for a shorter window", code="invalid_field")
     return Window(start, end)
+
+
+def _days_later(when: dt.datetime, days: int, tz) -> dt.datetime:
+    """The same wall-clock time ``days`` later in ``tz`` (midnight stays midnight across a zone's shifts)."""
+    local = when.astimezone(zone(tz)).replace(tzinfo=None) + dt.timedelta(days=days)
+    return ensure_utc(local.replace(tzinfo=zone(tz)))
+
+
+def local_day(when: dt.datetime | str, tz: str | dt.tzinfo | None) -> dt.date:
+    """The calendar day of an instant in the hub's time zone (what a person reads as the date)."""
+    if isinstance(when, str):
+        when = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
+    return when.astimezone(zone(tz)).date()
 
 
 def scope_for(session: Session, principal, province: str | None, *, taskforce: str | None = None,
@@ -181,21 +208,38 @@ def taskforce_clause(force: TaskForce) -> ColumnElement[bool]:
     return sa.or_(*terms) if terms else sa.false()
 
 
-def _referrals_in(taskforce: TaskForce | None, by_agency: bool) -> sa.Select:
-    """The referrals of the window (bind parameters ``start``, ``end``) and scope, with the receiving
-    agency's province: one row each. ``by_agency``: only those received by ``agencies`` (expanding)."""
-    stmt = (sa.select(Referral.id.label("id"), Referral.to_agency_id.label("agency"),
-                      Agency.province.label("province"), Referral.status.label("status"),
-                      Referral.outcome.label("outcome"), Referral.created_at.label("created_at"),
-                      Referral.acknowledged_at.label("answered_at"), Referral.decided_at.label("decided_at"),
-                      Referral.ack_deadline_at.label("ack_deadline_at"), Referral.closed_at.label("closed_at"))
-            .join(Agency, Agency.id == Referral.to_agency_id)
-            .where(Referral.created_at >= sa.bindparam("start", type_=Referral.created_at.type),
-                   Referral.created_at < sa.bindparam("end", type_=Referral.created_at.type)))
+def _facts(taskforce: TaskForce | None, by_agency: bool, postgresql: bool) -> sa.Select:
+    """The referrals of the window (bind parameters ``start``, ``end``, ``now``) and scope, one row each, with
+    the facts every figure is built from: receiving agency (and its province, for the national view), state,
+    outcome, whole seconds to the first answer and to the decision, the flags of the rates, the ladder steps
+    fired (``referral.ladder_fired``'s bits). ``by_agency``: only those received by the agencies of the
+    bind parameter ``province``."""
+    t = Referral.created_at.type
+    answered, created, deadline = Referral.acknowledged_at, Referral.created_at, Referral.ack_deadline_at
+    now = sa.bindparam("now", type_=t)
+    cols = [Referral.to_agency_id.label("agency"),
+            (Agency.province if not by_agency else sa.cast(sa.null(), sa.String)).label("province"),
+            Referral.status.label("status"), Referral.outcome.label("outcome"),
+            (epoch_seconds(answered) - epoch_seconds(created)).label("fa"),
+            (epoch_seconds(Referral.decided_at) - epoch_seconds(created)).label("dec"),
+            sa.and_(Referral.decided_at.is_not(None), Referral.status != "declined").label("accepted"),
+            sa.or_(answered > deadline,
+                   sa.and_(answered.is_(None), deadline <= sa.func.coalesce(Referral.closed_at, now))).label("late"),
+            (answered <= deadline).label("on_time"),
+            Referral.ladder_fired.label("fired")]
+    stmt = sa.select(*cols).where(Referral.created_at >= sa.bindparam("start", type_=t),
+                                  Referral.created_at < sa.bindparam("end", type_=t))
     if by_agency:
-        # A province's receiving agencies, named: each one range scan of ix_referral_to_created. (Given
-        # as a subquery instead, PostgreSQL reads the whole window of every province and filters.)
-        stmt = stmt.where(Referral.to_agency_id.in_(sa.bindparam("agencies", expanding=True)))
+        # A province's receiving agencies: each one range scan of ix_referral_to_created. On PostgreSQL as
+        # ``= ANY(ARRAY(subquery))``, an init plan whose array is the index condition (as a semi-join, it
+        # read the whole window of every province and filtered).
+        agencies = sa.select(Agency.id).where(Agency.province == sa.bindparam("province", type_=sa.String))
+        if postgresql:
+            stmt = stmt.where(Referral.to_agency_id == sa.any_(sa.func.array(agencies.scalar_subquery())))
+        else:
+            stmt = stmt.where(Referral.to_agency_id.in_(agencies))
+    else:
+        stmt = stmt.join(Agency, Agency.id == Referral.to_agency_id)
     if taskforce is not None:
         stmt = stmt.where(taskforce_clause(taskforce))
     return stmt
@@ -220,153 +264,161 @@ def _rate(num: int, den: int) -> float | None:
 HISTOGRAM_S = (5 * 60, 15 * 60, 30 * 60, 60 * 60, 2 * 3600, 4 * 3600, 24 * 3600)
 # The groupings of every figure: the whole scope, per receiving agency, per its province.
 GROUPINGS = (("all", None), ("agency", "agency"), ("province", "province"))
+METRICS = ("fa", "dec")
 
 
-def _base(taskforce: TaskForce | None, by_agency: bool):
-    """The window's referrals with the per-referral facts every figure is built from (a CTE: read once)."""
-    r = _referrals_in(taskforce, by_agency).subquery("r").c
-    answered = r.answered_at
-    now = sa.bindparam("now", type_=Referral.created_at.type)
-    late = sa.or_(answered > r.ack_deadline_at,
-                  sa.and_(answered.is_(None), r.ack_deadline_at <= sa.func.coalesce(r.closed_at, now)))
+def _counts(f, steps: int) -> dict[str, Any]:
+    """Every figure but the percentiles, as aggregates of one group of ``f`` (COUNT ... FILTER on both
+    backends): one pass over the window's referrals, no join."""
+    def n(cond):
+        return sa.func.count().filter(cond)
 
-    def flag(cond):
-        return sa.case((cond, 1), else_=0)
-
-    return sa.select(
-        r.id, r.agency, r.province, r.status, r.outcome,
-        (epoch_seconds(answered) - epoch_seconds(r.created_at)).label("fa"),
-        (epoch_seconds(r.decided_at) - epoch_seconds(r.created_at)).label("dec"),
-        flag(sa.and_(r.decided_at.is_not(None), r.status != "declined")).label("accepted"),
-        flag(r.status == "declined").label("declined"),
-        flag(answered.is_(None)).label("unanswered"),
-        flag(late).label("late"),
-        flag(answered <= r.ack_deadline_at).label("on_time"),
-    ).cte("base")
-
-
-FLAGS = ("accepted", "declined", "unanswered", "late", "on_time")
-# The columns of every branch of the summary's one statement, in order.
-COLUMNS = (("kind", "key", "bucket", "total") + tuple(f"s_{s}" for s in STATES) + tuple(f"o_{o}" for o in OUTCOMES)
-           + FLAGS + tuple(f"{m}_{x}" for m in ("fa", "dec") for x in ("count", *(f"p{p}" for p in PERCENTILES))))
-
-
-def _branch(values: dict[str, Any]) -> list:
-    """The branch's columns in COLUMNS order; those it does not compute are NULL."""
-    return [values[name].label(name) if name in values else sa.cast(sa.null(), sa.Integer).label(name)
-            for name in COLUMNS]
+    values: dict[str, Any] = {"total": sa.func.count()}
+    values.update({f"s_{s}": n(f.c.status == s) for s in STATES})
+    values.update({f"o_{o}": n(f.c.outcome == o) for o in OUTCOMES})
+    values["accepted"] = n(f.c.accepted)
+    values["declined"] = n(f.c.status == "declined")
+    values["unanswered"] = n(f.c.fa.is_(None))
+    values["late"] = n(f.c.late)
+    values["on_time"] = n(f.c.on_time)
+    for metric in METRICS:
+        values[f"{metric}_count"] = sa.func.count(f.c[metric])
+    lower = None
+    for i, le in enumerate((*HISTOGRAM_S, None)):
+        cond = [f.c.fa.is_not(None)] + ([f.c.fa > lower] if lower is not None else []) + \
+            ([f.c.fa <= le] if le is not None else [])
+        values[f"h_{i}"] = n(sa.and_(*cond))
+        lower = le
+    for step in range(steps):  # (referral, clock) pairs: the step's bit on each clock
+        values[f"step_{step}"] = sum((n(f.c.fired.op("&")(sa.literal(ladder_bit(clock, step), sa.BigInteger)) != 0)
+                                      for clock in CLOCKS), sa.literal(0))
+    return values
 
 
-def _kind(kind: str):
-    return sa.literal_column(f"'{kind}'", sa.String)  # one of GROUPINGS' fixed names, or "histogram"
+PERCENTILE_COLUMNS = tuple(f"{m}_p{p}" for m in METRICS for p in PERCENTILES)
 
 
-def _key(column):
-    return sa.cast(column, sa.String) if column is not None else sa.cast(sa.null(), sa.String)
+def _branch(kind: str, key, values: dict[str, Any], names: tuple[str, ...]) -> sa.Select:
+    """One grouping's row: ``kind``, ``key``, then every column of ``names`` (NULL where not computed)."""
+    return sa.select(sa.literal_column(f"'{kind}'", sa.String).label("kind"),
+                     (sa.cast(key, sa.String) if key is not None else sa.cast(sa.null(), sa.String)).label("key"),
+                     (sa.cast(values["province"], sa.String) if "province" in values
+                      else sa.cast(sa.null(), sa.String)).label("province"),
+                     *[(values[n] if n in values else sa.cast(sa.null(), sa.BigInteger)).label(n) for n in names])
 
 
-def _figures_branch(base, kind: str, key: str | None) -> sa.Select:
-    """One grouping's counts and nearest-rank percentiles (row_number over the sorted non-null values)."""
-    part = [base.c[key]] if key else []
-    windows = []
-    for metric in ("fa", "dec"):
-        value = base.c[metric]
-        windows += [sa.func.row_number().over(partition_by=[*part, value.is_(None)], order_by=value)
-                    .label(f"rn_{metric}"),
-                    sa.func.count(value).over(partition_by=part or None).label(f"n_{metric}")]
-    ranked = sa.select(base, *windows).subquery(f"ranked_{kind}")
-    c = ranked.c
-    group = c[key] if key else None
-    values: dict[str, Any] = {"kind": _kind(kind), "key": _key(group), "total": sa.func.count()}
-    values.update({f"s_{s}": sa.func.sum(sa.case((c.status == s, 1), else_=0)) for s in STATES})
-    values.update({f"o_{o}": sa.func.sum(sa.case((c.outcome == o, 1), else_=0)) for o in OUTCOMES})
-    values.update({f: sa.func.sum(c[f]) for f in FLAGS})
-    for metric in ("fa", "dec"):
-        value, rn, n = c[metric], c[f"rn_{metric}"], c[f"n_{metric}"]
-        values[f"{metric}_count"] = sa.func.count(value)
-        values.update({f"{metric}_p{p}": sa.func.min(sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
-                       for p in PERCENTILES})
-    stmt = sa.select(*_branch(values)).select_from(ranked)
-    return stmt.group_by(group) if key else stmt
+def _statement(taskforce: TaskForce | None, by_agency: bool, steps: int, postgresql: bool) -> sa.CompoundSelect:
+    """The summary's statement: the window's facts read once (a CTE), then
 
+    - per receiving agency (and its province): every count;
+    - per agency, for the whole scope and (national view) per province: the percentiles. The counts of
+      the scope and of a province are the sums of their agencies' (``_figures`` adds them up).
 
-def _counts_branches(base, groupings) -> list[sa.Select]:
-    """Steps fired per grouping and step (from one join of the ladder's record); the histogram."""
-    fired = (sa.select(base.c.agency, base.c.province, LadderStep.step)
-             .select_from(base.join(LadderStep, LadderStep.referral_id == base.c.id)).cte("fired"))
-    out = []
+    Percentiles by nearest rank: PostgreSQL's ``percentile_disc``; elsewhere (SQLite) the value at the first
+    rank r, in ``row_number()`` order, with r * 100 >= p * n, which is the same thing
+    (tests/integration/test_reports.py holds both to the figures computed by hand)."""
+    f = _facts(taskforce, by_agency, postgresql).cte("f")
+    names = tuple(_counts(f, steps)) + PERCENTILE_COLUMNS
+    groupings = [("agency", "agency"), ("all", None)] + ([] if by_agency else [("province", "province")])
+    branches = []
     for kind, key in groupings:
-        group = fired.c[key] if key else None
-        stmt = sa.select(*_branch({"kind": _kind(kind), "key": _key(group), "bucket": fired.c.step,
-                                   "total": sa.func.count()}))
-        out.append(stmt.group_by(*([group] if key else []), fired.c.step))
-    bucket = sa.case(*[(base.c.fa <= le, i) for i, le in enumerate(HISTOGRAM_S)], else_=len(HISTOGRAM_S))
-    out.append(sa.select(*_branch({"kind": _kind("histogram"), "key": _key(None), "bucket": bucket,
-                                   "total": sa.func.count()})).where(base.c.fa.is_not(None)).group_by(bucket))
-    return out
+        if postgresql:
+            source, values = f, {}
+            for metric in METRICS:
+                for p in PERCENTILES:
+                    values[f"{metric}_p{p}"] = sa.func.percentile_disc(p / 100).within_group(f.c[metric])
+        else:
+            part = [f.c[key]] if key else []
+            windows = []
+            for metric in METRICS:
+                value = f.c[metric]
+                windows += [sa.func.row_number().over(partition_by=[*part, value.is_(None)], order_by=value)
+                            .label(f"rn_{metric}"),
+                            sa.func.count(value).over(partition_by=part or None).label(f"n_{metric}")]
+            source = sa.select(f, *windows).subquery(f"ranked_{kind}")
+            values = {}
+            for metric in METRICS:
+                value, rn, n = source.c[metric], source.c[f"rn_{metric}"], source.c[f"n_{metric}"]
+                for p in PERCENTILES:
+                    values[f"{metric}_p{p}"] = sa.func.min(
+                        sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
+        stmt = _branch(kind, source.c[key] if key else None, values, names).select_from(source)
+        branches.append(stmt.group_by(source.c[key]) if key else stmt)
+    # The counts per agency in a grouping of their own: with no ordered-set aggregate it needs no sort.
+    counts = {**_counts(f, steps), "province": f.c.province}
+    branches.insert(0, _branch("counts", f.c.agency, counts, names).group_by(f.c.agency, f.c.province))
+    return sa.union_all(*branches)
 
 
-_STATEMENTS: dict[tuple, sa.CompoundSelect] = {}
+_STATEMENTS: dict[tuple, sa.Select | sa.CompoundSelect] = {}
 
 
-def statement(taskforce: TaskForce | None, by_agency: bool) -> sa.CompoundSelect:
+def statement(taskforce: TaskForce | None, by_agency: bool, steps: int, dialect: str):
     """The summary's one statement for a shape of scope, built once (its values are bind parameters)."""
-    shape = (by_agency, taskforce)
+    shape = (by_agency, taskforce, steps, dialect == "postgresql")
     stmt = _STATEMENTS.get(shape)
     if stmt is None:
-        base = _base(taskforce, by_agency)
-        # One province's scope is its own by_province row: that grouping is the whole scope's.
-        groupings = [g for g in GROUPINGS if not (by_agency and g[0] == "province")]
-        stmt = _STATEMENTS[shape] = sa.union_all(*[_figures_branch(base, kind, key) for kind, key in groupings],
-                                                 *_counts_branches(base, groupings))
+        stmt = _STATEMENTS[shape] = _statement(taskforce, by_agency, steps, dialect == "postgresql")
     return stmt
 
 
-def statement_params(session: Session, scope: Scope, win: Window, now: dt.datetime) -> tuple[sa.CompoundSelect,
-                                                                                             dict[str, Any]]:
-    """The statement of a summary and its values (a province: its receiving agencies, from the directory)."""
+def statement_params(session: Session, scope: Scope, win: Window, now: dt.datetime,
+                     steps: int = 4) -> tuple[Any, dict[str, Any]]:
+    """The statement of a summary and its values."""
     params: dict[str, Any] = {"start": win.start, "end": win.end, "now": now}
     if scope.province is not None:
-        params["agencies"] = list(session.scalars(sa.select(Agency.id).where(Agency.province == scope.province)
-                                                  .order_by(Agency.id))) or [""]
-    return statement(scope.taskforce, scope.province is not None), params
+        params["province"] = scope.province
+    dialect = session.get_bind().dialect.name
+    return statement(scope.taskforce, scope.province is not None, steps, dialect), params
 
 
 def _figures(session: Session, scope: Scope, win: Window, now: dt.datetime, steps: list[int]):
-    """Every figure of every grouping in one statement reading the window once.
+    """Every figure of every grouping from one statement reading the window once; the counts of the whole
+    scope and of each province are the sums of their agencies'.
 
     Returns ({kind: {key: figures}}, histogram).
     """
-    stmt, params = statement_params(session, scope, win, now)
-    out: dict[str, dict[Any, dict]] = {kind: {} for kind, _key in GROUPINGS}
-    histogram = [0] * (len(HISTOGRAM_S) + 1)
-    counts = []
-    for row in session.execute(stmt, params).mappings():
-        if row["bucket"] is not None:
-            counts.append(row)
-            continue
-        fig = _empty(steps)
-        total = int(row["total"])
-        if row["kind"] == "all" and total == 0:
-            continue  # the whole-scope aggregate of an empty window: one row of zeros
-        fig["referrals"] = {"total": total, "by_status": {s: int(row[f"s_{s}"] or 0) for s in STATES}}
-        fig["outcomes"] = {o: int(row[f"o_{o}"] or 0) for o in OUTCOMES}
-        acc, dec = int(row["accepted"] or 0), int(row["declined"] or 0)
-        fig["acceptance_rate"] = _rate(acc, acc + dec)
-        for name in ("unanswered", "late", "on_time"):
-            fig[f"{name}_share"] = _rate(int(row[name] or 0), total)
-        for metric, name in (("fa", "first_answer_s"), ("dec", "decision_s")):
-            fig[name] = {"count": int(row[f"{metric}_count"]),
-                         **{f"p{p}": _int(row[f"{metric}_p{p}"]) for p in PERCENTILES}}
-        out[row["kind"]][row["key"]] = fig
-    for row in counts:
-        if row["kind"] == "histogram":
-            histogram[int(row["bucket"])] = int(row["total"])
+    stmt, params = statement_params(session, scope, win, now, len(steps))
+    rows = list(session.execute(stmt, params).mappings())
+    counted = [name for name in rows[0].keys() if name not in ("kind", "key", "province", *PERCENTILE_COLUMNS)] \
+        if rows else []
+    sums: dict[tuple[str, Any], dict[str, int]] = {}
+    percentiles: dict[tuple[str, Any], Any] = {}
+    for row in rows:
+        if row["kind"] == "counts":
+            for target in (("agency", row["key"]), ("all", None), ("province", row["province"])):
+                total = sums.setdefault(target, dict.fromkeys(counted, 0))
+                for name in counted:
+                    total[name] += int(row[name] or 0)
         else:
-            out[row["kind"]][row["key"]]["steps_fired"][str(row["bucket"])] = int(row["total"])
+            percentiles[(row["kind"], row["key"])] = row
+    out: dict[str, dict[Any, dict]] = {kind: {} for kind, _key in GROUPINGS}
+    for (kind, key), row in sums.items():
+        if kind == "province" and scope.province is not None:
+            continue  # one province: the scope's own figures (below)
+        out[kind][key] = _figure(row, percentiles.get((kind, key)) or {}, steps)
+    whole = sums.get(("all", None))
+    histogram = [int(whole[f"h_{i}"]) if whole else 0 for i in range(len(HISTOGRAM_S) + 1)]
     if scope.province is not None and None in out["all"]:
         out["province"] = {scope.province: out["all"][None]}
     return out, [{"le_s": le, "count": n} for le, n in zip((*HISTOGRAM_S, None), histogram)]
+
+
+def _figure(row: dict[str, int], ranks, steps: list[int]) -> dict[str, Any]:
+    """One grouping's figures from its summed counts and its percentiles."""
+    fig = _empty(steps)
+    total = row["total"]
+    fig["referrals"] = {"total": total, "by_status": {s: row[f"s_{s}"] for s in STATES}}
+    fig["outcomes"] = {o: row[f"o_{o}"] for o in OUTCOMES}
+    acc, dec = row["accepted"], row["declined"]
+    fig["acceptance_rate"] = _rate(acc, acc + dec)
+    for name in ("unanswered", "late", "on_time"):
+        fig[f"{name}_share"] = _rate(row[name], total)
+    for metric, name in (("fa", "first_answer_s"), ("dec", "decision_s")):
+        fig[name] = {"count": row[f"{metric}_count"],
+                     **{f"p{p}": _int(ranks.get(f"{metric}_p{p}")) for p in PERCENTILES}}
+    fig["steps_fired"] = {str(i): row[f"step_{i}"] for i in steps}
+    return fig
 
 
 def _int(value) -> int | None:
@@ -387,8 +439,6 @@ def summary(session: Session, scope: Scope, win: Window, now: dt.datetime, *, se
     figures, histogram = _figures(session, scope, win, now, steps)
     whole = figures["all"].get(None) or _empty(steps)
     agencies, provinces = figures["agency"], figures["province"]
-    for figs in (whole, *agencies.values(), *provinces.values()):
-        figs["steps_fired"] = dict(sorted(figs["steps_fired"].items(), key=lambda kv: int(kv[0])))
     out = {"from": rfc3339(win.start), "to": rfc3339(win.end), "province": scope.province,
            "taskforce": scope.taskforce.id if scope.taskforce else None, **whole,
            "first_answer_histogram": histogram,
@@ -407,7 +457,7 @@ def summary_for(session: Session, principal, now: dt.datetime, *, province: str 
     """What a face asks for: the caller's scope (403 unless a coordinator), the window, the summary
     (audited). Returns the summary and the scope it covered."""
     scope = scope_for(session, principal, province, taskforce=taskforce, settings=settings)
-    win = window(start, end, now)
+    win = window(start, end, now, tz=settings.timezone if settings is not None else None)
     return summary(session, scope, win, now, settings=settings, actor=principal.display, export=export), scope
 
 
@@ -452,34 +502,42 @@ def to_csv(report: dict[str, Any]) -> str:
 # -- the board: open escalations with who was texted ---------------------------------------------------
 
 
+BOARD_LIMIT = 200
+
+
 def board(session: Session, principal, now: dt.datetime, *, province: str | None = None,
           urgency: str | None = None, child: bool | None = None, taskforce: str | None = None,
-          settings: Settings | None = None, limit: int = 200) -> tuple[list[dict[str, Any]], Scope]:
-    """The coordinator's board: open escalations (hub.escalation.service.open_escalations, whose scope it
-    keeps), filtered, each with the texts of its running clock (agency, role, step, delivery status);
-    and the scope shown."""
+          settings: Settings | None = None, limit: int = BOARD_LIMIT) -> tuple[list[dict[str, Any]], Scope, bool]:
+    """The coordinator's board: open referrals past their running clock's deadline or escalated (step >= 1),
+    in the scope (the province of the receiving agency; the national committee all, or the chosen province),
+    filtered by urgency, child and task force in the same statement, most overdue first, at most ``limit``;
+    each with the texts of its running clock (agency, role, step, delivery status). Returns the rows, the
+    scope shown, and whether more matched than ``limit``."""
+    access.require(principal, "escalations.view")
     scope = scope_for(session, principal, province, taskforce=taskforce, settings=settings)
     if urgency not in (None, "urgent", "normal"):
         raise BadInput("'urgency' must be urgent or normal", code="invalid_field")
-    rows = escalation.open_escalations(session, principal, now, limit=500)
-    agencies = {a.id: a for a in session.scalars(sa.select(Agency))}
-    picked = []
-    for referral, notified in rows:
-        recipient = agencies.get(referral.to_agency_id)
-        where = recipient.province if recipient is not None else None
-        if scope.province is not None and where != scope.province:
-            continue
-        if urgency is not None and referral.urgency != urgency:
-            continue
-        if child is not None and bool(referral.child) != child:
-            continue
-        if scope.taskforce is not None and not _in_taskforce(scope.taskforce, referral):
-            continue
-        picked.append((referral, notified, where))
-    picked = picked[:limit]
-    texts = _texts(session, [r for r, _n, _p in picked])
+    stmt = (sa.select(Referral, Agency.province, User.agency_id)
+            .join(Agency, Agency.id == Referral.to_agency_id)
+            .outerjoin(User, User.id == Referral.owner_user_id)
+            .where(Referral.status.in_(OPEN_STATES), Referral.clock.is_not(None),
+                   sa.or_(Referral.deadline_at <= now, Referral.step >= 1)))
+    if scope.province is not None:
+        stmt = stmt.where(Agency.province == scope.province)
+    if urgency is not None:
+        stmt = stmt.where(Referral.urgency == urgency)
+    if child is not None:
+        stmt = stmt.where(Referral.child.is_(child))
+    if scope.taskforce is not None:
+        stmt = stmt.where(taskforce_clause(scope.taskforce))
+    rows = session.execute(stmt.order_by(Referral.deadline_at, Referral.id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    picked = [r for r, _p, _o in rows]
+    notified = escalation.notified_counts(session, picked)
+    texts, told = _texts(session, picked), _told(session, picked)
     out = []
-    for referral, notified, where in picked:
+    for (referral, where, owner_agency), count in zip(rows, notified):
         deadline = referral.deadline_at
         out.append({"id": referral.id, "code": referral.code, "from": referral.from_agency_id,
                     "to": referral.to_agency_id, "province": where, "urgency": referral.urgency,
@@ -487,13 +545,10 @@ def board(session: Session, principal, now: dt.datetime, *, province: str | None
                     "clock": referral.clock, "step": referral.step, "deadline_at": deadline,
                     "overdue_s": max(0, int((now - deadline).total_seconds())) if deadline else 0,
                     "waited_s": max(0, int((now - referral.created_at).total_seconds())),
-                    "owner": referral.owner, "owned_at": referral.owned_at, "notified": notified,
-                    "texts": texts.get((referral.id, referral.clock), [])})
-    return out, scope
-
-
-def _in_taskforce(force: TaskForce, referral) -> bool:
-    return bool(set(referral.needs or []) & set(force.needs)) or (force.child and bool(referral.child))
+                    "owner": referral.owner, "owned_at": referral.owned_at, "owner_user_id": referral.owner_user_id,
+                    "owner_agency": owner_agency, "notified": count,
+                    "texts": texts.get((referral.id, referral.clock), []), "told": told.get(referral.id, [])})
+    return out, scope, more
 
 
 def _texts(session: Session, referrals: list) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -511,4 +566,18 @@ def _texts(session: Session, referrals: list) -> dict[tuple[str, str], list[dict
     for rid, clock, step, agency, role, status, n in session.execute(stmt):
         out.setdefault((rid, clock), []).append({"step": step, "agency": agency, "role": role, "status": status,
                                                  "count": n})
+    return out
+
+
+def _told(session: Session, referrals: list) -> dict[str, list[dict[str, Any]]]:
+    """Per referral: the texts telling the other coordinators it was taken, counted by delivery status."""
+    if not referrals:
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    stmt = (sa.select(OutboxMessage.referral_id, OutboxMessage.status, sa.func.count())
+            .where(OutboxMessage.referral_id.in_([r.id for r in referrals]), OutboxMessage.template == "taken")
+            .group_by(OutboxMessage.referral_id, OutboxMessage.status)
+            .order_by(OutboxMessage.referral_id, OutboxMessage.status))
+    for rid, status, n in session.execute(stmt):
+        out.setdefault(rid, []).append({"status": status, "count": n})
     return out

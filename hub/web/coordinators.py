@@ -3,9 +3,9 @@
 Metadata only, like every coordinator view. No script anywhere: the board refreshes
 itself with a ``Refresh`` header and a plain reload link; the charts are SVG drawn
 here with pygal (its tooltips script switched off), each with its numbers beside it
-as a table for screen readers. Every string a person reads goes through ``_()`` so
-the web helper's Flask-Babel catalogues translate it; until Babel is wired in, a
-null translation stands in (``_install_gettext_fallback``).
+as a table for screen readers. Pages for signed-in members (``@page``, ``member()``
+of hub/web/common.py), so they take the member's language like every other page.
+Dates people type or read are days in ``[hub] timezone``.
 """
 from __future__ import annotations
 
@@ -14,65 +14,31 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pygal
-from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from pygal.style import Style
 
-try:  # the web helper's Flask-Babel; strings here are marked for its catalogues either way
-    from flask_babel import gettext as _babel_gettext
-except ImportError:  # pragma: no cover - until Flask-Babel is a dependency
-    _babel_gettext = None
-
-from hub.accounts import service as accounts
-from hub.api.common import SESSION_COOKIE
-from hub.clock import rfc3339
 from hub.faces import current, db, writes
-from hub.errors import BadInput, HubError, Unauthenticated
+from hub.errors import BadInput, HubError
 from hub.escalation import service as escalation
 from hub.vocabulary import PROVINCES
 from hub.reports import service as reports
+from hub.web.common import _csrf_refused, agency_name, member, page
+from hub.web.messages import say
 
 coordinators_bp = Blueprint("coordinators", __name__)
+coordinators_bp.register_error_handler(CSRFError, _csrf_refused)
 BOARD_REFRESH_S = 60
-
-
-@coordinators_bp.record_once
-def _install_gettext_fallback(state) -> None:
-    """``_``/``gettext``/``ngettext`` and ``{% trans %}`` in templates even before Flask-Babel is set up.
-
-    Flask-Babel's ``init_app`` installs its own callables (and the same extension); this
-    only fills the gap when nothing is installed yet, so whichever comes first, Babel wins.
-    """
-    env = state.app.jinja_env
-    if "jinja2.ext.InternationalizationExtension" not in env.extensions:
-        env.add_extension("jinja2.ext.i18n")
-    if "gettext" not in env.globals:
-        env.install_null_translations(newstyle=True)
-
-
-def _gettext(text: str, **values: Any) -> str:
-    """``_`` for strings built in Python (chart labels, durations): Flask-Babel's once it is set up."""
-    if _babel_gettext is not None and "babel" in current_app.extensions:
-        return _babel_gettext(text, **values)
-    return text % values if values else text
-
-
-def _signed_in():
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
-        return None
-    try:
-        principal, _ring = accounts.resume(db(), cookie, clock=current().clock)
-    except Unauthenticated:
-        return None
-    db().commit()
-    g.principal = principal
-    return principal
+FILTERS = ("province", "urgency", "child", "taskforce")
 
 
 def _error_page(exc: HubError):
+    """The refusal in the member's language, with the status the API gives (400, 403, 404, 409)."""
     db().rollback()
-    return render_template("web/coordinators/error.html", status=exc.status, message=exc.message), exc.status
+    status = exc.status if exc.status < 500 else 400
+    return render_template("web/coordinators/error.html", status=status, message=say(exc)), status
 
 
 def _flag(name: str) -> bool | None:
@@ -92,61 +58,59 @@ def duration(seconds: int | None) -> str:
         return ""
     seconds = int(seconds)
     if seconds < 60:
-        return _gettext("%(n)d s", n=seconds)
+        return _("%(n)d s", n=seconds)
     minutes = seconds // 60
     if minutes < 60:
-        return _gettext("%(n)d min", n=minutes)
+        return _("%(n)d min", n=minutes)
     hours, minutes = divmod(minutes, 60)
     if hours < 48:
-        return _gettext("%(h)d h %(m)d min", h=hours, m=minutes) if minutes else _gettext("%(h)d h", h=hours)
-    return _gettext("%(d)d days %(h)d h", d=hours // 24, h=hours % 24)
+        return _("%(h)d h %(m)d min", h=hours, m=minutes) if minutes else _("%(h)d h", h=hours)
+    return _("%(d)d days %(h)d h", d=hours // 24, h=hours % 24)
 
 
 coordinators_bp.add_app_template_filter(duration, "duration")
 
 
 @coordinators_bp.get("/board")
+@page
 def board():
-    who = _signed_in()
-    if who is None:
-        return redirect(url_for("web.login"))
+    who = member().principal
     ctx = current()
     now = ctx.clock.now()
     try:
         urgency = request.args.get("urgency") or None
-        items, scope = reports.board(db(), who, now, province=request.args.get("province") or None,
-                                     urgency=None if urgency == "any" else urgency, child=_flag("child"),
-                                     taskforce=request.args.get("taskforce") or None, settings=ctx.settings)
+        items, scope, more = reports.board(db(), who, now, province=request.args.get("province") or None,
+                                           urgency=None if urgency == "any" else urgency, child=_flag("child"),
+                                           taskforce=request.args.get("taskforce") or None, settings=ctx.settings)
     except HubError as exc:
         return _error_page(exc)
-    taken = request.args.get("taken")
-    html = render_template("web/coordinators/board.html", principal=who, items=items, now=rfc3339(now),
+    html = render_template("web/coordinators/board.html", items=items, more=more, now=now,
                            national=scope.national, own_province=scope.province, provinces=PROVINCES,
-                           taskforces=ctx.settings.taskforces, args=request.args, taken=taken,
+                           taskforces=ctx.settings.taskforces, args=request.args, taken=request.args.get("taken"),
                            refresh=BOARD_REFRESH_S)
     return Response(html, headers={"Refresh": str(BOARD_REFRESH_S)}, mimetype="text/html")
 
 
 @coordinators_bp.post("/board/<referral_id>/take")
+@page
 def take(referral_id: str):
     """The board's "take" button: POST /api/v1/escalations/{id}/take semantics (the others are told)."""
-    who = _signed_in()
-    if who is None:
-        return redirect(url_for("web.login"))
     ctx = current()
     try:
-        referral, _notified = escalation.take(db(), who, referral_id, ctx.clock.now(), settings=ctx.settings)
+        referral, _notified = escalation.take(db(), member().principal, referral_id, ctx.clock.now(),
+                                              settings=ctx.settings)
         code = referral.code
         db().commit()
     except HubError as exc:
         return _error_page(exc)
-    back = {k: v for k, v in request.form.items() if k in ("province", "urgency", "child", "taskforce") and v}
+    back = {k: v for k, v in request.form.items() if k in FILTERS and v}
     return redirect(url_for("coordinators.board", taken=code, **back), code=303)
 
 
-def _summary(who, export: str | None = None):
+def _summary(export: str | None = None):
     ctx = current()
-    out = reports.summary_for(db(), who, ctx.clock.now(), province=request.args.get("province") or None,
+    out = reports.summary_for(db(), member().principal, ctx.clock.now(),
+                              province=request.args.get("province") or None,
                               taskforce=request.args.get("taskforce") or None,
                               start=request.args.get("from") or None, end=request.args.get("to") or None,
                               settings=ctx.settings, export=export)
@@ -154,30 +118,29 @@ def _summary(who, export: str | None = None):
     return out
 
 
-@coordinators_bp.get("/reports")
+@coordinators_bp.get("/reports", endpoint="reports")
+@page
 @writes(late=True)  # a report is an audit entry
 def reports_page():
-    who = _signed_in()
-    if who is None:
-        return redirect(url_for("web.login"))
     try:
-        report, scope = _summary(who)
+        report, scope = _summary()
     except HubError as exc:
         return _error_page(exc)
-    return render_template("web/coordinators/reports.html", principal=who, r=report, charts=charts(report),
+    tz = current().settings.timezone
+    return render_template("web/coordinators/reports.html", r=report, charts=charts(report),
                            national=scope.national, own_province=scope.province, provinces=PROVINCES,
                            taskforces=current().settings.taskforces, args=request.args,
-                           shown_to=_shown_to(report))
+                           shown_from=reports.local_day(report["from"], tz).isoformat(),
+                           shown_to=_shown_to(report, tz), csv_args={k: v for k, v in request.args.items()
+                                                                    if k in ("from", "to", "province", "taskforce")})
 
 
 @coordinators_bp.get("/reports.csv")
-@writes(late=True)  # a report is an audit entry
+@page
+@writes(late=True)  # an export is an audit entry
 def reports_csv():
-    who = _signed_in()
-    if who is None:
-        return redirect(url_for("web.login"))
     try:
-        report, _scope = _summary(who, export="csv")
+        report, _scope = _summary(export="csv")
     except HubError as exc:
         return _error_page(exc)
     return Response(reports.to_csv(report), mimetype="text/csv",
@@ -185,10 +148,11 @@ def reports_csv():
                              "Cache-Control": "no-store"})
 
 
-def _shown_to(report: dict) -> str:
-    """The window's last day, inclusive, as people say it ([from, to) ends the day before ``to``)."""
+def _shown_to(report: dict, tz: str) -> str:
+    """The window's last day in the hub's time zone, inclusive, as people say it ([from, to) ends the day
+    before ``to``)."""
     end = dt.datetime.fromisoformat(report["to"].replace("Z", "+00:00"))
-    return (end - dt.timedelta(seconds=1)).date().isoformat()
+    return reports.local_day(end - dt.timedelta(seconds=1), tz).isoformat()
 
 
 # -- charts --------------------------------------------------------------------------------------
@@ -229,7 +193,6 @@ def _config(pygal, style, title: str, counts: list[int] | None = None, **kw) -> 
 def charts(report: dict) -> list[dict[str, Any]]:
     """The four charts of /reports, each as {"id", "title", "svg", "head", "rows"} (the table beside it)."""
     pygal, style = _style()
-    _ = _gettext
     out = []
 
     labels, counts = [], []
@@ -253,7 +216,7 @@ def charts(report: dict) -> list[dict[str, Any]]:
     out.append({"id": "first-answer", "title": _("Time to first answer"), "svg": _svg(chart),
                 "head": [_("Time to first answer"), _("Referrals")], "rows": list(zip(labels, counts))})
 
-    agencies = [a["agency"] for a in report["by_agency"]]
+    agencies = [agency_name(a["agency"]) for a in report["by_agency"]]
     shares = [round(100 * (a["on_time_share"] or 0)) for a in report["by_agency"]]
     chart = pygal.HorizontalBar(**_config(pygal, style, _("Answered within the deadline, by agency (%)"),
                                           range=(0, 100)))

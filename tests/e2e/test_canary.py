@@ -8,6 +8,7 @@ import logging
 import secrets
 from pathlib import Path
 
+import requests
 import sqlalchemy as sa
 
 from hub.db import Base
@@ -80,6 +81,20 @@ def test_canary_strings_stay_in_the_packet(phone, live, app, network, db, clock,
         coord.goto(f"/r/{referral_id}")
         assert coord.locator("h1").inner_text().startswith("R-")  # the metadata page, not a refusal
         assert marker not in coord.content()
+        # ... and in the board, the reports and both CSV exports (the browser's and the API's).
+        window = "from=2026-11-01&to=2026-12-31"
+        seen = []
+        for path in ("/board", f"/reports?{window}"):
+            coord.goto(path)
+            seen.append(coord.content())
+        seen.append(coord.request.get(f"{live.url}/reports.csv?{window}").text())
+        api_csv = requests.get(f"{live.url}/api/v1/reports/summary?{window}&format=csv",
+                               headers=network.headers("pp-committee"), timeout=30)
+        assert api_csv.status_code == 200
+        seen.append(api_csv.text)
+        assert "pp-shelter-a" in seen[-1]  # the referral is counted there
+        for text in seen:
+            assert marker not in text
 
         with db() as s:
             for table in Base.metadata.sorted_tables:

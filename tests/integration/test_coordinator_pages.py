@@ -23,10 +23,10 @@ M = dt.timedelta(minutes=1)
 PASSWORD = "a long test passphrase 42"
 
 
-def sign_in(client, db, network, clock, agency: str, role: str = "coordinator") -> None:
+def sign_in(client, db, network, clock, agency: str, role: str = "coordinator", lang: str = "en") -> None:
     """A user of ``agency`` with a password, signed in: the session cookie is on the client."""
     with session_scope(db) as s:
-        user, token = accounts.add_user(s, agency_id=agency, role=role, name="Fictional Coordinator", lang="en",
+        user, token = accounts.add_user(s, agency_id=agency, role=role, name="Fictional Coordinator", lang=lang,
                                         username=f"{agency}.{role}", clock=clock, keyring=network.rings.get(agency))
     with session_scope(db) as s:
         accounts.accept_invitation(s, token, PASSWORD, clock)
@@ -34,7 +34,7 @@ def sign_in(client, db, network, clock, agency: str, role: str = "coordinator") 
         cookie, _p, _r = accounts.login(s, f"{agency}.{role}", PASSWORD, clock=clock, lifetime=dt.timedelta(hours=12),
                                           totp_roles=())
     client.set_cookie(SESSION_COOKIE, cookie)
-    client.set_cookie("refhub_lang", "en")  # the assertions read the English page
+    client.set_cookie("refhub_lang", "en")  # the browser's choice; the member's own language wins
 
 
 def _csrf(html: str) -> str:
@@ -59,11 +59,11 @@ def test_the_board_shows_what_is_overdue_with_who_was_texted(client, db, network
     assert page.headers["Refresh"] == "60" and "script-src 'none'" in page.headers["Content-Security-Policy"]
     assert "<script" not in page.text
     assert overdue["pp"]["code"] in page.text
-    assert overdue["sr"]["code"] not in page.text and "sr-shelter" not in page.text  # another province
+    assert overdue["sr"]["code"] not in page.text and "Siem Reap" not in page.text  # another province
     assert overdue["calm"]["code"] not in page.text  # not overdue
     assert "31 min" in page.text  # past its 30-minute deadline at 10:31... at 11:01
-    assert "pp-shelter-a (caseworker)" in page.text or "pp-shelter-a (" in page.text
-    assert re.search(r"\d+ queued", page.text)  # the texts, counted by delivery status
+    assert "step 0: Hope Shelter A (Phnom Penh) (caseworker) · 1 queued" in page.text  # who, counted by delivery
+    assert re.search(r"Escalations at Nov 22, 2026, 6:01:00\sPM", page.text)  # 11:01 UTC, in Phnom Penh
     with db() as s:
         phones = set(s.scalars(sa.select(OutboxMessage.to_phone)))
     assert not any(p in page.text for p in phones)
@@ -101,6 +101,12 @@ def test_take_from_the_board(client, db, network, clock, overdue):
         assert s.get(Referral, overdue["pp"]["id"]).owner is not None
     after = client.get(resp.headers["Location"])
     assert "You took " + overdue["pp"]["code"] in after.text
+    assert re.search(r"Taken by you, Nov 22, 2026, 6:01:00\sPM", after.text)
+    assert re.search(r"Others told: \d+ queued", after.text)  # the committee's other contacts are texted
+    with db() as s:
+        told = s.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)
+                        .where(OutboxMessage.referral_id == overdue["pp"]["id"], OutboxMessage.template == "taken"))
+    assert told >= 1
     # No CSRF token, no take; another province's referral: 404 as on the API.
     assert client.post(f"/board/{overdue['pp']['id']}/take").status_code == 400
     other = client.post(f"/board/{overdue['sr']['id']}/take", data={"csrf_token": _csrf(board.text)})
@@ -108,7 +114,9 @@ def test_take_from_the_board(client, db, network, clock, overdue):
 
 
 def test_agency_users_and_strangers_do_not_see_coordinator_pages(client, db, network, clock, overdue):
-    assert client.get("/board").status_code == 302 and client.get("/reports").status_code == 302
+    for path in ("/board", "/reports", "/reports.csv"):  # to sign-in first, and back, as every page
+        resp = client.get(path)
+        assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/login?next={path}")
     sign_in(client, db, network, clock, "pp-shelter-a", "caseworker")
     for path in ("/board", "/reports", "/reports.csv"):
         resp = client.get(path)
@@ -124,7 +132,8 @@ def test_reports_page_has_four_charts_each_with_its_table(client, db, network, c
     for chart in ("first-answer", "on-time", "steps", "outcomes"):
         assert f'id="{chart}"' in page.text
     assert page.text.count("<table") == 2 + 4  # the summary, the agencies, one beside each chart
-    assert "pp-shelter-a" in page.text and "sr-shelter" not in page.text
+    assert "Hope Shelter A (Phnom Penh)" in page.text and "Siem Reap" not in page.text
+    assert "Referrals created from 2026-11-22 to 2026-11-22, received in Phnom Penh." in page.text
     for secret in body_secrets(fictional_body("canary-pp"), "canary-pp"):
         assert secret not in page.text
     with db() as s:
@@ -141,3 +150,67 @@ def test_reports_csv_from_the_browser(client, db, network, clock, overdue):
     with db() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(AuditEntry)
                         .where(AuditEntry.action == "report.export")) == 1
+
+
+def test_a_khmer_speaking_coordinator_reads_the_pages_in_khmer(client, db, network, clock, overdue):
+    """The member's own language wins over the browser's cookie, as on every page."""
+    sign_in(client, db, network, clock, "pp-committee", lang="km")
+    board = client.get("/board")
+    assert board.status_code == 200 and '<html lang="km">' in board.text
+    assert "ផ្ទាំងការលើកឡើង" in board.text and "Escalation board" not in board.text  # its title
+    assert overdue["pp"]["code"] in board.text
+    page = client.get("/reports?from=2026-11-22&to=2026-11-23")
+    assert page.status_code == 200 and '<html lang="km">' in page.text
+    assert "រយៈពេលរហូតដល់ចម្លើយដំបូង" in page.text  # "Time to first answer"
+    assert "Response times and outcomes" not in page.text
+    refused = client.get("/reports?from=someday")
+    assert refused.status_code == 400 and '<html lang="km">' in refused.text
+
+
+def test_the_board_filters_before_its_limit(db, network, clock, settings, submit, monkeypatch):
+    """More overdue referrals than the board shows: a filtered one beyond the first rows is still found."""
+    from hub.access import Principal
+    from hub.reports import service as reports
+
+    pp = [submit("pp-ahtjp", "pp-shelter-a", urgency="urgent")["code"] for _ in range(3)]
+    clock.set(T0 + 10 * M)  # the least overdue, in another province, a child
+    sr = submit("sr-ahtjp", "sr-shelter", urgency="urgent", child=True, province="KH-17")["code"]
+    clock.set(T0 + 61 * M)
+    sweep(db, clock.now(), settings=settings)
+    national = Principal(kind="user", agency_id="ncct", role="coordinator", user_id=None, agency_kind="committee",
+                         display="user:ncct-test")
+    with db() as s:
+        first, _scope, more = reports.board(s, national, clock.now(), limit=2, settings=settings)
+        codes = [e["code"] for e in first]
+        assert len(codes) == 2 and set(codes) < set(pp) and more  # most overdue first; more than the limit
+        assert sr not in [e["code"] for e in first]
+        for query in ({"province": "KH-17"}, {"child": True}):
+            found, _scope, more = reports.board(s, national, clock.now(), limit=2, settings=settings, **query)
+            assert [e["code"] for e in found] == [sr] and not more
+        adults, _scope, more = reports.board(s, national, clock.now(), limit=2, child=False, province="KH-12",
+                                             settings=settings)
+        assert len(adults) == 2 and {e["code"] for e in adults} < set(pp) and more
+
+
+def test_no_coordinator_page_holds_a_packet_a_name_or_a_canary(client, db, network, clock, overdue):
+    sign_in(client, db, network, clock, "ncct")
+    text = "".join(client.get(path).get_data(as_text=True) for path in (
+        "/board", "/reports?from=2026-11-22&to=2026-11-23", "/reports.csv?from=2026-11-22&to=2026-11-23"))
+    assert overdue["pp"]["code"] in text
+    for marker in ("canary-pp", "canary-sr", "canary-calm"):
+        for secret in body_secrets(fictional_body(marker), marker):
+            assert secret not in text
+    assert "refhub/v1" not in text
+    with db() as s:
+        phones = set(s.scalars(sa.select(OutboxMessage.to_phone)))
+    assert phones and not any(p in text for p in phones)
+
+
+def test_pages_still_open_when_the_session_is_seen_again_minutes_later(client, db, network, clock, overdue):
+    """The session's last-seen time is written on a later GET (a sighting), which a read-only page survives."""
+    sign_in(client, db, network, clock, "pp-committee")
+    assert client.get("/board").status_code == 200
+    clock.advance(minutes=5)
+    assert client.get("/board").status_code == 200
+    clock.advance(minutes=5)
+    assert client.get("/reports").status_code == 200

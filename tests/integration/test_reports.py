@@ -106,7 +106,8 @@ STATUS_KH12 = {"sent": 1, "acknowledged": 1, "accepted": 2, "in_care": 0, "decli
 
 def test_the_summary_equals_the_figures_computed_by_hand(client, network, history):
     got = summary(client, network)
-    assert got["from"] == "2026-11-22T00:00:00Z" and got["to"] == "2026-11-23T00:00:00Z"
+    # Dates are days in [hub] timezone (Asia/Phnom_Penh, UTC+7): the window is that day's midnights, in UTC.
+    assert got["from"] == "2026-11-21T17:00:00Z" and got["to"] == "2026-11-22T17:00:00Z"
     assert got["province"] == "KH-12"
     assert got["referrals"] == {"total": 7, "by_status": STATUS_KH12}
     # first answers (s): D 300, A 600, B 1200, C 2700, E 3000 -> rank ceil(.5*5)=3, ceil(.9*5)=5
@@ -172,6 +173,32 @@ def test_a_window_holds_only_referrals_created_in_it(client, network, history):
     # E was created at 10:05, the others at 10:00
     later = summary(client, network, query="from=2026-11-22T10:01:00Z&to=2026-11-22T11:00:00Z")
     assert later["referrals"]["total"] == 1 and [a["agency"] for a in later["by_agency"]] == [B_]
+
+
+def test_a_date_is_a_day_in_phnom_penh_not_in_utc(client, network, submit, clock, settings, db):
+    """23:30 UTC on the 21st is 06:30 on the 22nd in Phnom Penh: that day's referral, in every face."""
+    assert settings.timezone == "Asia/Phnom_Penh"
+    clock.set(dt.datetime(2026, 11, 21, 23, 30, tzinfo=dt.timezone.utc))
+    late_evening = submit(POLICE, A_, urgency="urgent", body=fictional_body("canary-tz"))
+    clock.set(T0)
+    on_the_22nd = summary(client, network, query="from=2026-11-22&to=2026-11-23")
+    assert on_the_22nd["referrals"]["total"] == 1
+    on_the_21st = summary(client, network, query="from=2026-11-21&to=2026-11-22")
+    assert on_the_21st["referrals"]["total"] == 0
+    # RFC 3339 times are what they say: the UTC day of the 21st holds it.
+    utc_day = summary(client, network, query="from=2026-11-21T00:00:00Z&to=2026-11-22T00:00:00Z")
+    assert utc_day["referrals"]["total"] == 1
+    text = client.get("/api/v1/reports/summary?from=2026-11-22&to=2026-11-23&format=csv",
+                      headers=network.headers("pp-committee")).get_data(as_text=True)
+    (row,) = list(csv.DictReader(io.StringIO(text)))
+    assert row["from"] == "2026-11-21T17:00:00Z" and row["referrals"] == "1"
+    # The command reads dates the same way.
+    done = _hub(settings, "reports", "summary", "--from", "2026-11-22", "--to", "2026-11-23")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["referrals"]["total"] == 1
+    done = _hub(settings, "reports", "summary", "--from", "2026-11-21", "--to", "2026-11-22")
+    assert json.loads(done.stdout)["referrals"]["total"] == 0
+    assert late_evening["code"]
 
 
 def test_scope_a_provincial_coordinator_sees_only_their_province(client, network, history):
