@@ -127,10 +127,13 @@ def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: 
     """[start, end): default the 30 days up to now; ``end`` must come after ``start``."""
     start = parse_when(start, "from") if not isinstance(start, dt.datetime) else ensure_utc(start)
     end = parse_when(end, "to") if not isinstance(end, dt.datetime) else ensure_utc(end)
-    if end is None:
-        end = now if start is None else start + dt.timedelta(days=DEFAULT_DAYS)
-    if start is None:
-        start = end - dt.timedelta(days=DEFAULT_DAYS)
+    try:
+        if end is None:
+            end = now if start is None else start + dt.timedelta(days=DEFAULT_DAYS)
+        if start is None:
+            start = end - dt.timedelta(days=DEFAULT_DAYS)
+    except OverflowError:  # a window running past year 1 or 9999
+        raise BadInput("'from' and 'to' must lie between the years 1 and 9999", code="invalid_field") from None
     if end <= start:
         raise BadInput("'to' must come after 'from'", code="invalid_field")
     if end - start > dt.timedelta(days=MAX_DAYS):
@@ -311,7 +314,8 @@ _STATEMENTS: dict[tuple, sa.CompoundSelect] = {}
 
 def statement(taskforce: TaskForce | None, by_agency: bool) -> sa.CompoundSelect:
     """The summary's one statement for a shape of scope, built once (its values are bind parameters)."""
-    shape = (by_agency, taskforce)
+    # A TaskForce holds its names in a dict (unhashable): its shape is what the statement is built from.
+    shape = (by_agency, None if taskforce is None else (taskforce.id, taskforce.needs, taskforce.child))
     stmt = _STATEMENTS.get(shape)
     if stmt is None:
         base = _base(taskforce, by_agency)
