@@ -36,10 +36,13 @@ def principal() -> Principal:
         return g.principal
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        if request.method not in ("GET", "HEAD") and not request.is_json:
-            # A cross-site form can carry the cookie but not a JSON content type.
-            raise BadInput("send JSON with 'Content-Type: application/json'", code="json_required")
+        # A bad or ended session is 401 whatever the request (checked first)...
         g.principal, g.keyring = sighted(lambda session: accounts.resume(session, cookie, clock=ctx.clock))
+        if request.method not in ("GET", "HEAD") and not request.is_json:
+            # ...but a cross-site form can carry the cookie, not a JSON content type: refused, and its
+            # sighting not kept (a form on another site must not keep a session alive).
+            g.pop("commit_sighting", None)
+            raise BadInput("send JSON with 'Content-Type: application/json'", code="json_required")
         return g.principal
     raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>'")
 

@@ -76,15 +76,16 @@ OPENAPI_PATHS = {
                    "coordinator: the province of the receiving agency); metadata only",
         "tags": ["reports"],
         "parameters": [
-            {"name": "from", "in": "query", "required": False, "schema": {"type": "string"},
+            {"name": "from", "in": "query", "required": False, "allowEmptyValue": True, "schema": {"type": "string"},
              "description": "a date (its midnight in [hub] timezone, Asia/Phnom_Penh by default) or an RFC 3339 "
                             "time; default 30 days before 'to'"},
-            {"name": "to", "in": "query", "required": False, "schema": {"type": "string"},
+            {"name": "to", "in": "query", "required": False, "allowEmptyValue": True, "schema": {"type": "string"},
              "description": "a date (its midnight in [hub] timezone) or an RFC 3339 time, exclusive; "
                             "default now"},
-            {"name": "province", "in": "query", "required": False,
-             "schema": {"type": "string", "pattern": "^KH-([1-9]|1[0-9]|2[0-5])$"}},
-            {"name": "taskforce", "in": "query", "required": False, "schema": {"enum": [
+            {"name": "province", "in": "query", "required": False, "allowEmptyValue": True,
+             "schema": {"type": "string", "pattern": "^(KH-([1-9]|1[0-9]|2[0-5]))?$"},
+             "description": "empty: the whole scope, as when absent"},
+            {"name": "taskforce", "in": "query", "required": False, "allowEmptyValue": True, "schema": {"enum": ["",
                 "prevention", "rehabilitation", "law_enforcement", "justice", "international_cooperation",
                 "child_affairs"]}},
             {"name": "format", "in": "query", "required": False, "schema": {"enum": ["json", "csv"],

@@ -183,7 +183,7 @@ def serve_cmd(host: str, port: int) -> None:
     ctx = command_context()
     settings = ctx.settings
     if settings.mode == "demo" and not os.environ.get("HUB_PUBLIC_BASE_URL"):
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # nosec B104: a comparison; binds nothing
         settings = dataclasses.replace(settings, public_base_url=f"http://{shown}:{port}")
     app = create_app(settings, engine=ctx.engine, clock=ctx.clock, gateway=ctx.gateway)
     lock_down_files(settings)

@@ -127,7 +127,7 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        autoescape=False,  # nosec B701: SMS texts are plain text, never HTML; escaping would show &amp; to the reader
         keep_trailing_newline=False,
     )
     env.filters["khmer_digits"] = khmer_digits

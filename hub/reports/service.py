@@ -141,10 +141,13 @@ def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: 
     ``end`` must come after ``start``."""
     start = parse_when(start, "from", tz) if not isinstance(start, dt.datetime) else ensure_utc(start)
     end = parse_when(end, "to", tz) if not isinstance(end, dt.datetime) else ensure_utc(end)
-    if end is None:
-        end = now if start is None else _days_later(start, DEFAULT_DAYS, tz)
-    if start is None:
-        start = _days_later(end, -DEFAULT_DAYS, tz)
+    try:
+        if end is None:
+            end = now if start is None else _days_later(start, DEFAULT_DAYS, tz)
+        if start is None:
+            start = _days_later(end, -DEFAULT_DAYS, tz)
+    except OverflowError:  # a window running past year 1 or 9999
+        raise BadInput("'from' and 'to' must lie between the years 1 and 9999", code="invalid_field") from None
     if end <= start:
         raise BadInput("'to' must come after 'from'", code="invalid_field")
     if end - start > dt.timedelta(days=MAX_DAYS):
@@ -355,7 +358,9 @@ _STATEMENTS: dict[tuple, sa.Select | sa.CompoundSelect] = {}
 
 def statement(taskforce: TaskForce | None, by_agency: bool, steps: int, dialect: str):
     """The summary's one statement for a shape of scope, built once (its values are bind parameters)."""
-    shape = (by_agency, taskforce, steps, dialect == "postgresql")
+    # A TaskForce holds its names in a dict (unhashable): its shape is what the statement is built from.
+    shape = (by_agency, None if taskforce is None else (taskforce.id, taskforce.needs, taskforce.child), steps,
+             dialect == "postgresql")
     stmt = _STATEMENTS.get(shape)
     if stmt is None:
         stmt = _STATEMENTS[shape] = _statement(taskforce, by_agency, steps, dialect == "postgresql")
