@@ -1,16 +1,16 @@
 """Sign-in security: TOTP columns (sealed secret), session stages and idle limit, recovery codes,
 known devices, per-address sign-in throttle
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009
+Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
 
 from hub.db import UTCDateTime
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
