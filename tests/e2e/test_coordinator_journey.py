@@ -26,6 +26,7 @@ from tests.conftest import ROOT, T0
 from tests.e2e.checks import check_page
 from tests.e2e.test_journeys import sign_in
 from tests.factories import FAST_KDF, fictional_body
+from tests.webhelpers import enrol_totp
 
 import sqlalchemy as sa
 
@@ -46,16 +47,17 @@ def hub_command(settings, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("lang", ["en", "km"])
-def test_coordinator_journey(lang, phone, live, network, db, clock, settings, shots, submit):
+def test_coordinator_journey(lang, phone, live, network, db, clock, settings, shots, submit, app):
     words = WORDS[lang]
     with session_scope(db) as s:  # the demo logins: <agency>.<role>, one password
         demo.add_demo_users(s, demo.RingSource(s, dict(network.rings), {}), DEMO_PASSWORD, clock=clock,
                             kdf_params=FAST_KDF)
+    enrol_totp(db, "pp-committee.coordinator", settings.secret_key)  # coordinators sign in with a code
     sent = submit("pp-ahtjp", "pp-shelter-a", urgency="urgent", child=True, body=fictional_body("canary-coord"))
     code = sent["code"]
 
     page = phone("en")
-    sign_in(page, "pp-committee.coordinator", DEMO_PASSWORD)
+    sign_in(page, "pp-committee.coordinator", DEMO_PASSWORD, app=app)
     assert page.url.endswith("/board")  # a coordinator starts on the board
     if lang == "km":  # the switch on every page; the member's choice is kept
         page.click("form.lang button[value=km]")
@@ -63,8 +65,12 @@ def test_coordinator_journey(lang, phone, live, network, db, clock, settings, sh
     assert page.get_attribute("html", "lang") == lang
     assert words["nothing"] in page.content() and code not in page.content()
 
-    # An hour passes without an answer; the scheduler's sweep runs as it would, as its own process.
-    clock.set(T0 + dt.timedelta(minutes=61))
+    # An hour passes without an answer, the board open (it reloads itself, which keeps the session
+    # from going idle); the scheduler's sweep runs as it would, as its own process.
+    for minutes in (20, 40, 61):
+        clock.set(T0 + dt.timedelta(minutes=minutes))
+        page.reload()
+        assert page.url.endswith("/board"), page.url
     done = hub_command(settings, "escalate", "--once", "--now", "2026-11-22T11:01:00Z")
     assert done.returncode == 0, done.stderr
 
