@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import sqlalchemy as sa
 
 from hub import create_app
@@ -15,7 +14,7 @@ from hub.accounts import totp
 from hub.accounts.models import RecoveryCode, User, UserSession
 from hub.db import session_scope
 from tests.instance import make_settings
-from tests.webhelpers import PASSWORD, add_member, code_for, csrf, sign_in, totp_secret_for
+from tests.webhelpers import PASSWORD, add_member, code_for, csrf, enrol_totp, sign_in, totp_secret_for
 
 ATTACKER = "203.0.113.66"
 OFFICE = "198.51.100.7"
@@ -249,8 +248,6 @@ def test_turning_totp_off_needs_a_code_and_a_required_role_must_enrol_again(clie
 
 def test_a_caseworker_who_enrolled_is_asked_for_the_code_too(client, db, network, clock):
     username = add_member(db, network, clock, "pp-shelter-a", "caseworker")
-    from tests.webhelpers import enrol_totp
-
     enrol_totp(db, username)
     assert "/login/totp" in _password_only(client, username).headers["Location"]
 
