@@ -78,62 +78,86 @@ PROBES: list[tuple[str, str, Probe]] = [
     ("/static/<path:filename>", "GET", P("GET", "/static/hub.css", PUBLIC)),
     ("/healthz", "GET", P("GET", "/healthz", PUBLIC)),
     ("/readyz", "GET", P("GET", "/readyz", PUBLIC)),
-    ("/metrics", "GET", P("GET", "/metrics", PUBLIC)),  # the test settings allow every address; the metrics allow-list is the operator's
+    # the test settings allow every address; the metrics allow-list is the operator's
+    ("/metrics", "GET", P("GET", "/metrics", PUBLIC)),
     ("/login", "GET", P("GET", "/login", PUBLIC)),
-    ("/login", "POST", P("POST", "/login", expect(401), form={"username": "nobody.here", "password": "wrong password 1"})),  # a wrong password, whoever asks
+    # a wrong password, whoever asks
+    ("/login", "POST", P("POST", "/login", expect(401),
+      form={"username": "nobody.here", "password": "wrong password 1"})),
     ("/logout", "POST", P("POST", "/logout", expect(302), form={})),
     ("/language", "POST", P("POST", "/language", expect(302), form={"lang": "km"})),
-    ("/invite/<token>", "GET", P("GET", "/invite/not-a-real-invitation", PUBLIC)),  # the page says the link is not valid
+    # the page says the link is not valid
+    ("/invite/<token>", "GET", P("GET", "/invite/not-a-real-invitation", PUBLIC)),
     ("/invite/<token>", "POST", P("POST", "/invite/not-a-real-invitation", expect(400), form={"password": "x"})),
     ("/a/<token>", "GET", P("GET", "/a/not-a-real-link", expect(404))),
     ("/a/<token>", "POST", P("POST", "/a/not-a-real-link", expect(404), form={})),
     ("/sms/console", "GET", P("GET", "/sms/console", PUBLIC)),  # the demo's console gateway
-    ("/webhooks/twilio/sms", "POST", P("POST", "/webhooks/twilio/sms", expect(403), form={"From": "+447700900001", "Body": "hi"})),  # no Twilio auth token configured: webhooks disabled
+    # no Twilio auth token configured: webhooks disabled
+    ("/webhooks/twilio/sms", "POST", P("POST", "/webhooks/twilio/sms", expect(403),
+      form={"From": "+447700900001", "Body": "hi"})),
     ("/webhooks/twilio/status/<nonce>", "POST", P("POST", "/webhooks/twilio/status/none", expect(403),
                                                   form={"MessageSid": "SM0", "MessageStatus": "delivered"})),
     ("/inbox", "GET", P("GET", "/inbox", WEB_PAGE)),
     ("/sent", "GET", P("GET", "/sent", WEB_PAGE)),
     ("/settings", "GET", P("GET", "/settings", WEB_PAGE)),
-    ("/settings/language", "POST", P("POST", "/settings/language", expect(400, anonymous=302, tokens=302), form={"lang": "en"})),  # signed in: the form is checked
-    ("/settings/password", "POST", P("POST", "/settings/password", expect(400, anonymous=302, tokens=302), form={"current": "wrong", "new": "short"})),
+    # signed in: the form is checked
+    ("/settings/language", "POST", P("POST", "/settings/language", expect(400, anonymous=302, tokens=302),
+      form={"lang": "en"})),
+    ("/settings/password", "POST", P("POST", "/settings/password", expect(400, anonymous=302, tokens=302),
+      form={"current": "wrong", "new": "short"})),
     ("/referrals/new", "GET", P("GET", "/referrals/new", expect(403, anonymous=302, tokens=302, officer=200, admin=200))),
-    ("/referrals/new", "POST", P("POST", "/referrals/new", expect(403, anonymous=302, tokens=302, officer=400, admin=400), form={})),
-    ("/beds", "GET", P("GET", "/beds", expect(200, anonymous=302, tokens=302, officer=404, coords=404))),  # an agency with beds only
-    ("/beds", "POST", P("POST", "/beds", expect(400, anonymous=302, tokens=302, officer=404, coords=404), form={"beds_available": "2"})),
+    ("/referrals/new", "POST", P("POST", "/referrals/new", expect(403, anonymous=302, tokens=302, officer=400, admin=400),
+      form={})),
+    # an agency with beds only
+    ("/beds", "GET", P("GET", "/beds", expect(200, anonymous=302, tokens=302, officer=404, coords=404))),
+    ("/beds", "POST", P("POST", "/beds", expect(400, anonymous=302, tokens=302, officer=404, coords=404),
+      form={"beds_available": "2"})),
     ("/r/<referral_id>", "GET", P("GET", "/r/{ref}", expect(404, anonymous=302, tokens=302, officer=200, caseworker=200, admin=200, coord_in=200,
                                 national=200))),  # the previous recipient and the other province: 404
-    ("/r/<referral_id>/<action>", "POST", P("POST", "/r/{fresh}/acknowledge", expect(404, anonymous=302, tokens=302, officer=400, caseworker=302, admin=302), form={})),  # the sender may not acknowledge (the page again, 400); anyone else outside the two parties: 404
+    # the sender may not acknowledge (the page again, 400); anyone else outside the two parties: 404
+    ("/r/<referral_id>/<action>", "POST", P("POST", "/r/{fresh}/acknowledge", expect(404, anonymous=302, tokens=302, officer=400, caseworker=302, admin=302),
+      form={})),
     ("/board", "GET", P("GET", "/board", expect(403, anonymous=302, tokens=302, coords=200))),
-    ("/board/<referral_id>/take", "POST", P("POST", "/board/{fresh}/take", expect(403, anonymous=302, tokens=302, coord_in=303, national=303, coord_out=404), form={})),
+    ("/board/<referral_id>/take", "POST", P("POST", "/board/{fresh}/take", expect(403, anonymous=302, tokens=302, coord_in=303, national=303, coord_out=404),
+      form={})),
     ("/reports", "GET", P("GET", "/reports", expect(403, anonymous=302, tokens=302, coords=200))),
     ("/reports.csv", "GET", P("GET", "/reports.csv", expect(403, anonymous=302, tokens=302, coords=200))),
     ("/admin", "GET", P("GET", "/admin", expect(403, anonymous=302, tokens=302, admin=200))),
     ("/admin/invite", "POST", P("POST", "/admin/invite", expect(403, anonymous=302, tokens=302, admin=400), form={})),
     ("/admin/recover", "POST", P("POST", "/admin/recover", expect(403, anonymous=302, tokens=302, admin=400), form={})),
-    ("/admin/contacts", "POST", P("POST", "/admin/contacts", expect(403, anonymous=302, tokens=302, admin=400), form={})),
-    ("/admin/contacts/<int:contact_id>/<change>", "POST", P("POST", "/admin/contacts/{contact}/duty", expect(403, anonymous=302, tokens=302, admin=302), form={})),
-    ("/admin/users/<int:user_id>/<change>", "POST", P("POST", "/admin/users/{user}/reinvite", expect(403, anonymous=302, tokens=302, admin=200), form={})),
+    ("/admin/contacts", "POST", P("POST", "/admin/contacts", expect(403, anonymous=302, tokens=302, admin=400),
+      form={})),
+    ("/admin/contacts/<int:contact_id>/<change>", "POST", P("POST", "/admin/contacts/{contact}/duty", expect(403, anonymous=302, tokens=302, admin=302),
+      form={})),
+    ("/admin/users/<int:user_id>/<change>", "POST", P("POST", "/admin/users/{user}/reinvite", expect(403, anonymous=302, tokens=302, admin=200),
+      form={})),
     ("/audit/checkpoint", "GET", P("GET", "/audit/checkpoint", expect(404))),  # nothing signed yet
     ("/audit/key", "GET", P("GET", "/audit/key", expect(404))),  # no key made yet
-    ("/audit/entries", "GET", P("GET", "/audit/entries?start=0&end=1000", expect(404, anonymous=401))),  # beyond the (empty) tree
+    # beyond the (empty) tree
+    ("/audit/entries", "GET", P("GET", "/audit/entries?start=0&end=1000", expect(404, anonymous=401))),
     ("/audit/proof", "GET", P("GET", "/audit/proof?index=0&size=1", expect(404, anonymous=401))),
     ("/api/v1/openapi.json", "GET", P("GET", "/api/v1/openapi.json", PUBLIC)),
     ("/api/v1/agencies", "GET", P("GET", "/api/v1/agencies", API_ANY)),
     ("/api/v1/agencies/<agency_id>/keys", "GET", P("GET", "/api/v1/agencies/pp-shelter-a/keys", PUBLIC)),
     ("/api/v1/agencies/<agency_id>/capacity", "PUT", P("PUT", "/api/v1/agencies/pp-shelter-a/capacity", expect(403, anonymous=401, caseworker=200, admin=200, token_receiver=200),
                                                        json={"beds_available": 3})),
-    ("/api/v1/referrals", "GET", P("GET", "/api/v1/referrals?box=inbox", API_ANY)),  # each sees its own boxes (checked below)
-    ("/api/v1/referrals", "POST", P("POST", "/api/v1/referrals", expect(400, anonymous=401), json={})),  # an empty body, checked after sign-in
+    # each sees its own boxes (checked below)
+    ("/api/v1/referrals", "GET", P("GET", "/api/v1/referrals?box=inbox", API_ANY)),
+    # an empty body, checked after sign-in
+    ("/api/v1/referrals", "POST", P("POST", "/api/v1/referrals", expect(400, anonymous=401), json={})),
     ("/api/v1/referrals/<referral_id>", "GET", P("GET", "/api/v1/referrals/{ref}", expect(404, anonymous=401, officer=200, caseworker=200, admin=200, token_sender=200,
                                 token_receiver=200))),
     ("/api/v1/referrals/<referral_id>/acknowledge", "POST", P("POST", "/api/v1/referrals/{fresh}/acknowledge", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=200, admin=200, token_receiver=200), json={})),
     ("/api/v1/referrals/<referral_id>/accept", "POST", P("POST", "/api/v1/referrals/{fresh}/accept", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=200, admin=200, token_receiver=200), json={})),
     ("/api/v1/referrals/<referral_id>/decline", "POST", P("POST", "/api/v1/referrals/{fresh}/decline", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=200, admin=200, token_receiver=200),
                                                            json={"reason": "no bed"})),
-    ("/api/v1/referrals/<referral_id>/start-care", "POST", P("POST", "/api/v1/referrals/{ref}/start-care", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=409, admin=409, token_receiver=409), json={})),  # allowed, not from 'sent'
-    ("/api/v1/referrals/<referral_id>/close", "POST", P("POST", "/api/v1/referrals/{ref}/close", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=409, admin=409, token_receiver=409),  # allowed, not from 'sent'
+    # allowed, not from 'sent'
+    ("/api/v1/referrals/<referral_id>/start-care", "POST", P("POST", "/api/v1/referrals/{ref}/start-care", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=409, admin=409, token_receiver=409), json={})),
+    # allowed, not from 'sent'
+    ("/api/v1/referrals/<referral_id>/close", "POST", P("POST", "/api/v1/referrals/{ref}/close", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=409, admin=409, token_receiver=409),
                                                          json={"outcome": "other"})),
-    ("/api/v1/referrals/<referral_id>/fail", "POST", P("POST", "/api/v1/referrals/{ref}/fail", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=409, admin=409, token_receiver=409),  # allowed, not from 'sent'
+    # allowed, not from 'sent'
+    ("/api/v1/referrals/<referral_id>/fail", "POST", P("POST", "/api/v1/referrals/{ref}/fail", expect(404, anonymous=401, officer=403, token_sender=403, caseworker=409, admin=409, token_receiver=409),
                                                         json={"reason": "never came"})),
     ("/api/v1/referrals/<referral_id>/withdraw", "POST", P("POST", "/api/v1/referrals/{fresh}/withdraw", expect(404, anonymous=401, officer=200, token_sender=200, caseworker=403, admin=403,
                                 token_receiver=403),
