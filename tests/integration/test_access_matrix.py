@@ -19,6 +19,7 @@ from hub.accounts.models import User
 from hub.directory.models import Contact
 from hub.escalation import service as escalation
 from tests.factories import ENROLLED, load_network
+from tests.instance import make_settings
 from tests.webhelpers import add_member, csrf, sign_in
 
 SENDER, RECEIVER, PREVIOUS, UNRELATED = "pp-ahtjp", "pp-shelter-a", "pp-shelter-b", "sr-shelter"
@@ -84,6 +85,9 @@ PROBES: list[tuple[str, str, Probe]] = [
     # a wrong password, whoever asks
     ("/login", "POST", P("POST", "/login", expect(401),
       form={"username": "nobody.here", "password": "wrong password 1"})),
+    # the second step of sign-in: only for a session that has passed its password and waits for a code
+    ("/login/totp", "GET", P("GET", "/login/totp", expect(302))),
+    ("/login/totp", "POST", P("POST", "/login/totp", expect(302), form={"code": "000000"})),
     ("/logout", "POST", P("POST", "/logout", expect(302), form={})),
     ("/language", "POST", P("POST", "/language", expect(302), form={"lang": "km"})),
     # the page says the link is not valid
@@ -105,6 +109,12 @@ PROBES: list[tuple[str, str, Probe]] = [
       form={"lang": "en"})),
     ("/settings/password", "POST", P("POST", "/settings/password", expect(400, anonymous=302, tokens=302),
       form={"current": "wrong", "new": "short"})),
+    # TOTP enrolment: any signed-in person may turn it on (the matrix's members have it on already)
+    ("/settings/totp", "GET", P("GET", "/settings/totp", WEB_PAGE)),
+    ("/settings/totp/confirm", "POST", P("POST", "/settings/totp/confirm", expect(400, anonymous=302, tokens=302),
+      form={"code": "000000"})),
+    ("/settings/totp/disable", "POST", P("POST", "/settings/totp/disable", expect(400, anonymous=302, tokens=302),
+      form={"code": "000000"})),
     ("/referrals/new", "GET", P("GET", "/referrals/new", expect(403, anonymous=302, tokens=302, officer=200, admin=200))),
     ("/referrals/new", "POST", P("POST", "/referrals/new", expect(403, anonymous=302, tokens=302, officer=400, admin=400),
       form={})),
@@ -179,6 +189,15 @@ class World:
     code: str
     db: object
     settings: object
+
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    """The project's settings with rate limits out of the way: the matrix signs each actor in once per
+    route from one address; the limits have their own tests (test_signin_security.py)."""
+    generous = "100000 per minute"
+    return make_settings(tmp_path, database_url, security__login_rate_limit=generous,
+                         security__api_rate_limit=generous, security__api_unauthenticated_rate_limit=generous)
 
 
 @pytest.fixture
