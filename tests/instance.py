@@ -40,6 +40,13 @@ def make_settings(folder: Path, database_url: str, env: Mapping[str, str] | None
     return load_settings(config, env={"HUB_DATABASE_URL": database_url, "HUB_SECRET_KEY": "t" * 48, **(env or {})})
 
 
+# Rate limits out of the way, for a test that asks something else of many requests from one address
+# (the limits have their own tests: tests/integration/test_signin_security.py).
+GENEROUS_LIMITS = {f"security__{name}": "100000 per minute" for name in (
+    "login_rate_limit", "api_rate_limit", "api_unauthenticated_rate_limit", "webhook_rate_limit",
+    "onetap_rate_limit", "invite_rate_limit")}
+
+
 def new_postgres_database(admin_url: str) -> tuple[str, Callable[[], None]]:
     """A new, empty PostgreSQL database (no schema: `hub init` makes it) and a function that drops it."""
     import uuid

@@ -40,7 +40,22 @@ def _reason() -> dict:
             "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}}
 
 
+# Every operation may answer these, whatever it does: a body over the route's limit (413) and a
+# client past its [security] rate limit (429, with Retry-After).
+EVERY_OPERATION = (413, 429)
+
+
 def document() -> dict:
+    """The document, with the answers every operation may give added to each."""
+    doc = _document()
+    for item in doc["paths"].values():
+        for operation in item.values():
+            for status, answer in _errors(*EVERY_OPERATION).items():
+                operation["responses"].setdefault(status, answer)
+    return doc
+
+
+def _document() -> dict:
     packet = {"type": "object", "additionalProperties": False, "required": ["v", "header", "ct", "sig"],
               "properties": {"v": {"const": "refhub/v1"}, "header": {"type": "string"},
                              "ct": {"type": "string"}, "sig": {"type": "string"}},

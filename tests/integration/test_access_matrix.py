@@ -19,7 +19,7 @@ from hub.accounts.models import User
 from hub.directory.models import Contact
 from hub.escalation import service as escalation
 from tests.factories import ENROLLED, load_network
-from tests.instance import make_settings
+from tests.instance import GENEROUS_LIMITS, make_settings
 from tests.webhelpers import add_member, csrf, sign_in
 
 SENDER, RECEIVER, PREVIOUS, UNRELATED = "pp-ahtjp", "pp-shelter-a", "pp-shelter-b", "sr-shelter"
@@ -195,9 +195,7 @@ class World:
 def settings(tmp_path, database_url):
     """The project's settings with rate limits out of the way: the matrix signs each actor in once per
     route from one address; the limits have their own tests (test_signin_security.py)."""
-    generous = "100000 per minute"
-    return make_settings(tmp_path, database_url, security__login_rate_limit=generous,
-                         security__api_rate_limit=generous, security__api_unauthenticated_rate_limit=generous)
+    return make_settings(tmp_path, database_url, **GENEROUS_LIMITS)
 
 
 @pytest.fixture

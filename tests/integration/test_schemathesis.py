@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hub.api.openapi import document
 from hub.directory.models import Agency
 from hub.referrals.models import Referral, ReferralEvent, ReferralPacket
+from tests.instance import GENEROUS_LIMITS, make_settings
 
 SCHEMA = schemathesis.openapi.from_dict(document())
 OPERATIONS = {op.label: op for op in (result.ok() for result in SCHEMA.get_all_operations())}
@@ -30,6 +31,13 @@ MAX_EXAMPLES = 25
 DEPTH = 10_000
 
 RECIPIENT_ONLY = ("acknowledge", "accept", "decline", "start-care", "close", "fail")
+
+
+@pytest.fixture(name="settings")
+def _limited_settings(tmp_path, database_url):
+    """The project's settings with rate limits out of the way: the fuzzer sends hundreds of requests a
+    minute with one token; the limits have their own tests. A 429 is in the document all the same."""
+    return make_settings(tmp_path, database_url, **GENEROUS_LIMITS)
 
 
 def _agency_for(label: str) -> str:

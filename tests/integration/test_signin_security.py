@@ -150,8 +150,8 @@ def test_a_coordinator_without_the_code_reaches_no_page_and_no_endpoint(client, 
     assert "/login/totp" in step.headers["Location"]
     for path in (*COORDINATOR_PAGES, f"/r/{referral['id']}"):
         response = client.get(path)
-        # The pages send a half-signed-in member to the TOTP step (the board's own check, to /login).
-        assert response.status_code == 302 and "/login" in response.headers["Location"], path
+        # Every page, the coordinators' too, sends a half-signed-in member to the TOTP step.
+        assert response.status_code == 302 and "/login/totp" in response.headers["Location"], path
     for path in ("/api/v1/escalations", "/api/v1/reports/summary", f"/api/v1/referrals/{referral['id']}"):
         response = client.get(path)
         assert response.status_code == 401, path
@@ -243,7 +243,7 @@ def test_turning_totp_off_needs_a_code_and_a_required_role_must_enrol_again(clie
                                                       "csrf_token": csrf(page.text)})
     assert off.status_code == 302
     assert "/settings/totp" in client.get("/settings").headers["Location"], "back to enrolment before anything else"
-    assert "/login" in client.get("/board").headers["Location"]
+    assert "/settings/totp" in client.get("/board").headers["Location"], "the board too: a member page like any"
 
 
 def test_a_caseworker_who_enrolled_is_asked_for_the_code_too(client, db, network, clock):
