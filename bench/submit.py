@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import datetime as dt
 import http.client
 import json
@@ -85,6 +86,9 @@ def _config(tmp: Path) -> Path:
     text = text.replace('keys = "keys"', f'keys = "{tmp / "keys"}"')
     text = text.replace('agencies = "agencies"', f'agencies = "{ROOT / "agencies"}"')
     text = text.replace('templates = "templates"', f'templates = "{ROOT / "templates"}"')
+    # One token sends thousands of submissions a minute: the limit is checked on each, never reached
+    # (the limiter's cost stays in the measure, its 429s do not).
+    text = re.sub(r'^api_rate_limit = "[^"]*"', 'api_rate_limit = "10000000 per minute"', text, count=1, flags=re.M)
     cfg = tmp / "config.toml"
     cfg.write_text(text)
     (tmp / "keys").mkdir(exist_ok=True)

@@ -16,19 +16,23 @@ STEPS_PER_CLOCK = 21
 CLOCKS = ("ack", "decide", "arrive")
 
 
+BACKFILL = """
+    UPDATE referral SET ladder_fired = COALESCE((
+        SELECT SUM(CAST(1 AS BIGINT) << (CASE ls.clock {offset} END + ls.step))
+        FROM ladder_step ls
+        WHERE ls.referral_id = referral.id AND ls.clock IN ({clocks})
+          AND ls.step >= 0 AND ls.step < {steps}), 0)
+"""
+
+
 def upgrade() -> None:
     with op.batch_alter_table("referral") as batch:
         batch.add_column(sa.Column("ladder_fired", sa.BigInteger(), server_default="0", nullable=True))
     # Each (referral, clock, step) of the ladder's record is one row, so the sum of their distinct bits is
     # their bitwise OR (SQLite has no bit_or).
     offset = " ".join(f"WHEN '{c}' THEN {i * STEPS_PER_CLOCK}" for i, c in enumerate(CLOCKS))
-    op.execute(f"""
-        UPDATE referral SET ladder_fired = COALESCE((
-            SELECT SUM(CAST(1 AS BIGINT) << (CASE ls.clock {offset} END + ls.step))
-            FROM ladder_step ls
-            WHERE ls.referral_id = referral.id AND ls.clock IN ({", ".join(f"'{c}'" for c in CLOCKS)})
-              AND ls.step >= 0 AND ls.step < {STEPS_PER_CLOCK}), 0)
-    """)
+    clocks = ", ".join(f"'{c}'" for c in CLOCKS)
+    op.execute(BACKFILL.format(offset=offset, clocks=clocks, steps=STEPS_PER_CLOCK))  # nosec B608: only this file's constants
 
 
 def downgrade() -> None:
