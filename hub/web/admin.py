@@ -5,7 +5,9 @@ writes the audit entry.
 """
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from functools import wraps
+
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from hub import access
@@ -44,128 +46,129 @@ def _is_admin(m) -> bool:
     return access.allowed(m.principal, "agency.admin", agency_id=m.principal.agency_id or "-")
 
 
-def _not_admin():
-    return render_template("web/error.html", title=_("Admin"), message=_("Your role may not do this.")), 403
+def admin_only(view):
+    """The admin page's routes: a member whose role may not administer the agency gets 403 and nothing runs."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not _is_admin(member()):
+            return render_template("web/error.html", title=_("Admin"), message=_("Your role may not do this.")), 403
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def submit(form, call, again):
+    """Validate `form`, make its one service call and commit.
+
+    Returns (result, None), or (None, response) where the response is `again(error)` after a rollback: the
+    page shown once more with the fields marked or the hub's refusal, and nothing changed.
+    """
+    if not form.validate_on_submit():
+        return None, again(_("Check the fields marked below."))
+    try:
+        result = call()
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return None, again(say(exc))
+    return result, None
+
+
+def _again(m, key=None, form=None):
+    return lambda error: _admin_page(m, made={key: form} if key else None, error=error, status=400)
 
 
 @web_bp.get("/admin")
 @page
+@admin_only
 def admin():
-    m = member()
-    if not _is_admin(m):
-        return _not_admin()
-    return _admin_page(m)
+    return _admin_page(member())
 
 
 def _invitation_link(token: str) -> str:
     return f"{current().settings.public_base_url}{url_for('web.invite', token=token)}"
 
 
-@web_bp.post("/admin/invite")
-@page
-def admin_invite():
-    m = member()
-    if not _is_admin(m):
-        return _not_admin()
-    form = forms.InviteForm(prefix="invite")
-    form.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in accounts.member_roles(m.principal.agency_kind)]
-    if not form.validate_on_submit():
-        return _admin_page(m, made={"invite": form}, error=_("Check the fields marked below."), status=400)
-    try:
-        user, token = accounts.invite_member(db(), m.principal, m.ring, name=form.name.data, role=form.role.data,
-                                             lang=form.lang.data, username=(form.username.data or "").strip() or None,
-                                             phone=(form.phone.data or "").strip() or None, clock=current().clock)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _admin_page(m, made={"invite": form}, error=say(exc), status=400)
+def _show_invitation(m, user, token):
     # The link is shown once, on this page only: it is never stored, logged or put in a cookie.
     return _admin_page(m, invitation={"name": user.name, "username": user.username, "link": _invitation_link(token),
                                       "keyring": m.ring is not None})
 
 
+@web_bp.post("/admin/invite")
+@page
+@admin_only
+def admin_invite():
+    m = member()
+    form = forms.InviteForm(prefix="invite")
+    form.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in accounts.member_roles(m.principal.agency_kind)]
+    made, refused = submit(form, lambda: accounts.invite_member(
+        db(), m.principal, m.ring, name=form.name.data, role=form.role.data, lang=form.lang.data,
+        username=(form.username.data or "").strip() or None, phone=(form.phone.data or "").strip() or None,
+        clock=current().clock), _again(m, "invite", form))
+    return refused or _show_invitation(m, *made)
+
+
 @web_bp.post("/admin/users/<int:user_id>/<change>")
 @page
+@admin_only
 def admin_user(user_id: int, change: str):
     m = member()
-    if not _is_admin(m) or change not in ("deactivate", "reinvite"):
-        return _not_admin()
     form = forms.ActionForm(prefix="row")
-    if not form.validate_on_submit():
-        return _admin_page(m, error=_("Check the fields marked below."), status=400)
-    try:
-        if change == "deactivate":
-            user = accounts.deactivate_member(db(), m.principal, user_id, clock=current().clock)
-            db().commit()
-            flash(_("%(name)s can no longer sign in.", name=user.name), "ok")
-            return redirect(url_for("web.admin"))
-        user, token = accounts.reinvite_member(db(), m.principal, m.ring, user_id, clock=current().clock)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _admin_page(m, error=say(exc), status=400)
-    return _admin_page(m, invitation={"name": user.name, "username": user.username, "link": _invitation_link(token),
-                                      "keyring": m.ring is not None})
+    if change == "deactivate":
+        user, refused = submit(form, lambda: accounts.deactivate_member(db(), m.principal, user_id,
+                                                                        clock=current().clock), _again(m))
+        if refused:
+            return refused
+        flash(_("%(name)s can no longer sign in.", name=user.name), "ok")
+        return redirect(url_for("web.admin"))
+    if change == "reinvite":
+        made, refused = submit(form, lambda: accounts.reinvite_member(db(), m.principal, m.ring, user_id,
+                                                                      clock=current().clock), _again(m))
+        return refused or _show_invitation(m, *made)
+    abort(404)
 
 
 @web_bp.post("/admin/contacts")
 @page
+@admin_only
 def admin_contact_add():
     m = member()
-    if not _is_admin(m):
-        return _not_admin()
     form = forms.ContactForm(prefix="contact")
     form.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in CONTACT_ROLES]
-    if not form.validate_on_submit():
-        return _admin_page(m, made={"contact": form}, error=_("Check the fields marked below."), status=400)
-    try:
-        accounts.admin_save_contact(db(), m.principal, name=form.name.data, phone=form.phone.data,
-                                    lang=form.lang.data, role=form.role.data, duty=bool(form.duty.data),
-                                    clock=current().clock)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _admin_page(m, made={"contact": form}, error=say(exc), status=400)
+    _done, refused = submit(form, lambda: accounts.admin_save_contact(
+        db(), m.principal, name=form.name.data, phone=form.phone.data, lang=form.lang.data, role=form.role.data,
+        duty=bool(form.duty.data), clock=current().clock), _again(m, "contact", form))
+    if refused:
+        return refused
     flash(_("The contact is saved."), "ok")
     return redirect(url_for("web.admin"))
 
 
 @web_bp.post("/admin/contacts/<int:contact_id>/<change>")
 @page
+@admin_only
 def admin_contact_change(contact_id: int, change: str):
     m = member()
-    if not _is_admin(m) or change not in ("duty", "remove"):
-        return _not_admin()
-    form = forms.ActionForm(prefix="row")
-    if not form.validate_on_submit():
-        return _admin_page(m, error=_("Check the fields marked below."), status=400)
-    try:
-        accounts.admin_contact_change(db(), m.principal, contact_id, change, clock=current().clock)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _admin_page(m, error=say(exc), status=400)
+    _done, refused = submit(forms.ActionForm(prefix="row"), lambda: accounts.admin_contact_change(
+        db(), m.principal, contact_id, change, clock=current().clock), _again(m))
+    if refused:
+        return refused
     flash(_("The contact is saved."), "ok")
     return redirect(url_for("web.admin"))
 
 
 @web_bp.post("/admin/recover")
 @page
+@admin_only
 def admin_recover():
     m = member()
-    if not _is_admin(m):
-        return _not_admin()
     form = forms.RecoverForm(prefix="recover")
     form.user_id.choices = [(u.id, u.name) for u in accounts.list_members(db(), m.principal) if u.active]
-    if not form.validate_on_submit():
-        return _admin_page(m, made={"recover": form}, error=_("Check the fields marked below."), status=400)
-    try:
-        user = accounts.recover_member(db(), m.principal, form.user_id.data, form.code.data, form.password.data,
-                                       clock=current().clock)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _admin_page(m, made={"recover": form}, error=say(exc), status=400)
+    user, refused = submit(form, lambda: accounts.recover_member(
+        db(), m.principal, form.user_id.data, form.code.data, form.password.data, clock=current().clock),
+        _again(m, "recover", form))
+    if refused:
+        return refused
     flash(_("%(name)s has a new password and can sign in with it.", name=user.name), "ok")
     return redirect(url_for("web.admin"))
 

@@ -229,6 +229,12 @@ def test_admin_deactivates_contacts_and_recovers(client, network, db, clock):
                                                 "recover-code": "nope", "recover-password": PASSWORD,
                                                 "recover-confirm": PASSWORD})
     assert wrong.status_code == 400
+    # A change the page does not offer is refused and changes nothing: the duty contact stays on duty.
+    odd = client.post(f"/admin/contacts/{duty[0].id}/promote", data={"row-csrf_token": token})
+    assert odd.status_code == 400 and "duty or remove" in odd.text
+    assert client.post(f"/admin/users/{worker.id}/promote", data={"row-csrf_token": token}).status_code == 404
+    with db() as s:
+        assert s.get(Contact, duty[0].id).duty is True
 
 
 def test_settings_change_password_and_language(app, client, network, db, clock):
