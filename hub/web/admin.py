@@ -73,6 +73,14 @@ def submit(form, call, again):
     return result, None
 
 
+def _back_to_admin(refused, message):
+    """The refusal's page, or the admin page again with `message()` shown once."""
+    if refused:
+        return refused
+    flash(message(), "ok")
+    return redirect(url_for("web.admin"))
+
+
 def _again(m, key=None, form=None):
     return lambda error: _admin_page(m, made={key: form} if key else None, error=error, status=400)
 
@@ -117,10 +125,7 @@ def admin_user(user_id: int, change: str):
     if change == "deactivate":
         user, refused = submit(form, lambda: accounts.deactivate_member(db(), m.principal, user_id,
                                                                         clock=current().clock), _again(m))
-        if refused:
-            return refused
-        flash(_("%(name)s can no longer sign in.", name=user.name), "ok")
-        return redirect(url_for("web.admin"))
+        return _back_to_admin(refused, lambda: _("%(name)s can no longer sign in.", name=user.name))
     if change == "reinvite":
         made, refused = submit(form, lambda: accounts.reinvite_member(db(), m.principal, m.ring, user_id,
                                                                       clock=current().clock), _again(m))
@@ -135,13 +140,10 @@ def admin_contact_add():
     m = member()
     form = forms.ContactForm(prefix="contact")
     form.role.choices = [(r, i18n.ROLE_NAMES[r]) for r in CONTACT_ROLES]
-    _done, refused = submit(form, lambda: accounts.admin_save_contact(
+    _saved, refused = submit(form, lambda: accounts.admin_save_contact(
         db(), m.principal, name=form.name.data, phone=form.phone.data, lang=form.lang.data, role=form.role.data,
         duty=bool(form.duty.data), clock=current().clock), _again(m, "contact", form))
-    if refused:
-        return refused
-    flash(_("The contact is saved."), "ok")
-    return redirect(url_for("web.admin"))
+    return _back_to_admin(refused, lambda: _("The contact is saved."))
 
 
 @web_bp.post("/admin/contacts/<int:contact_id>/<change>")
@@ -149,12 +151,9 @@ def admin_contact_add():
 @admin_only
 def admin_contact_change(contact_id: int, change: str):
     m = member()
-    _done, refused = submit(forms.ActionForm(prefix="row"), lambda: accounts.admin_contact_change(
+    _saved, refused = submit(forms.ActionForm(prefix="row"), lambda: accounts.admin_contact_change(
         db(), m.principal, contact_id, change, clock=current().clock), _again(m))
-    if refused:
-        return refused
-    flash(_("The contact is saved."), "ok")
-    return redirect(url_for("web.admin"))
+    return _back_to_admin(refused, lambda: _("The contact is saved."))
 
 
 @web_bp.post("/admin/recover")
@@ -167,10 +166,8 @@ def admin_recover():
     user, refused = submit(form, lambda: accounts.recover_member(
         db(), m.principal, form.user_id.data, form.code.data, form.password.data, clock=current().clock),
         _again(m, "recover", form))
-    if refused:
-        return refused
-    flash(_("%(name)s has a new password and can sign in with it.", name=user.name), "ok")
-    return redirect(url_for("web.admin"))
+    return _back_to_admin(refused, lambda: _("%(name)s has a new password and can sign in with it.",
+                                                name=user.name))
 
 
 # --- every member's settings ------------------------------------------------------------------
@@ -197,15 +194,11 @@ def settings():
 def settings_password():
     m = member()
     form = forms.ChangePasswordForm(prefix="password")
-    if not form.validate_on_submit():
-        return _settings_page(m, made={"password": form}, error=_("Check the fields marked below."), status=400)
-    try:
-        accounts.change_password(db(), m.principal, m.ring, form.current.data, form.password.data,
-                                 clock=current().clock)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _settings_page(m, made={"password": form}, error=say(exc), status=400)
+    _changed, refused = submit(form, lambda: accounts.change_password(
+        db(), m.principal, m.ring, form.current.data, form.password.data, clock=current().clock),
+        lambda error: _settings_page(m, made={"password": form}, error=error, status=400))
+    if refused:
+        return refused
     flash(_("Your password is changed."), "ok")
     return redirect(url_for("web.settings"))
 
