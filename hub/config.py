@@ -272,9 +272,9 @@ def _security(raw: Mapping[str, Any]) -> SecuritySettings:
     if not isinstance(roles, list) or any(r not in ROLES for r in roles):
         raise ConfigError(f"security.require_totp_roles must be a list of roles from: {', '.join(ROLES)}")
     storage = raw.get("rate_limit_storage", "memory://")
-    if not isinstance(storage, str) or "://" not in storage:
-        raise ConfigError("security.rate_limit_storage must be a storage URI such as \"memory://\" or "
-                          "\"redis://localhost:6379\"")
+    if not isinstance(storage, str) or (storage != "database" and "://" not in storage):
+        raise ConfigError("security.rate_limit_storage must be \"database\" (the hub's own database) or a "
+                          "storage URI such as \"memory://\" or \"redis://localhost:6379\"")
     proxies = raw.get("trusted_proxies", 0)
     if isinstance(proxies, bool) or not isinstance(proxies, int) or not 0 <= proxies <= 5:
         raise ConfigError("security.trusted_proxies must be the number of proxies in front of the hub, 0 to 5")

@@ -57,7 +57,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
         app.register_blueprint(bp)
     register_error_handlers(app)
     _transport_and_cache_headers(app, settings)
-    init_rate_limits(app, settings.security)  # [security] rate limits, after every route is registered
+    init_rate_limits(app, settings.security, app.extensions["hub"].engine)  # [security] rate limits, after every route is registered
     i18n.init_babel(app, settings.timezone)
     i18n.register_names(app)
     return app

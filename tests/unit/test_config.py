@@ -173,6 +173,8 @@ def test_security_settings_and_their_defaults(tmp_path):
     assert settings.security.session_idle == dt.timedelta(minutes=30)
     assert settings.security.require_totp_roles == ("coordinator", "agency_admin", "hub_admin")
     assert settings.security.rate_limit_storage == "memory://" and settings.security.trusted_proxies == 0
+    shared = load_settings(write_config(tmp_path, security__rate_limit_storage="database"), env={"HUB_SECRET_KEY": "s" * 40})
+    assert shared.security.rate_limit_storage == "database"
     for bad in ({"security__require_totp_roles": ["admin"]}, {"security__trusted_proxies": -1},
                 {"security__rate_limit_storage": "memory"}, {"security__lockout_after": 5}):
         with pytest.raises(ConfigError, match=r"security"):
