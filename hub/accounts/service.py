@@ -44,6 +44,7 @@ __all__ = [
     "Principal", "create_token", "revoke_token", "authenticate_token", "principal_for_user",
     "add_user", "invite_again", "accept_invitation", "wrap_for_user", "login", "resume", "logout", "SignIn",
     "SecondStepPending", "second_step", "pending_stage", "totp_status", "confirm_totp", "disable_totp",
+    "renew_recovery_codes",
     "reset_password_with_recovery", "recover_keyring", "purge_expired",
 ]
 
@@ -709,15 +710,40 @@ def confirm_totp(session: Session, cookie_value: str, code: str, *, clock: Clock
     if step is None:
         raise Invalid(WRONG_CODE, code="wrong_code")
     user.totp_secret, user.totp_pending, user.totp_last_counter = user.totp_pending, None, step
-    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    codes = totp.new_recovery_codes()
-    for c in codes:
-        session.add(RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(user.id, c), created_at=now))
+    codes = _add_recovery_codes(session, user, now)
     audit(session, at=now, actor=f"user:{user.id}", action="totp.enrolled", detail={"user_id": user.id})
     finished = _finish(session, row, user, secret, device, now, detail={"via": "enrolment"}) \
         if row.stage == "enrol" else None
     session.flush()
     return codes, finished
+
+
+def _add_recovery_codes(session: Session, user: User, now: dt.datetime) -> list[str]:
+    """Ten new recovery codes for ``user`` in place of any old ones (only their hashes are kept)."""
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = totp.new_recovery_codes()
+    for c in codes:
+        session.add(RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(user.id, c), created_at=now))
+    return codes
+
+
+def renew_recovery_codes(session: Session, cookie_value: str, code: str, *, clock: Clock,
+                         secret_key: str) -> list[str]:
+    """Ten new recovery codes, with a current TOTP code (not a recovery code: whoever renews them
+    holds the authenticator); every old code, used or not, stops working. Returns the new codes,
+    to be shown once."""
+    now = clock.now()
+    row, user, _secret = _session_row(session, cookie_value, now)
+    if row.stage != "done":
+        raise SecondStepPending(row.stage)
+    if not user.totp_secret:
+        raise Conflict("TOTP is not on for you", code="totp_state")
+    if _check_code(session, user, code, now=now, secret_key=secret_key, recovery=False) is None:
+        raise Invalid(WRONG_CODE, code="wrong_code")
+    codes = _add_recovery_codes(session, user, now)
+    audit(session, at=now, actor=f"user:{user.id}", action="totp.recovery_codes_renewed", detail={"user_id": user.id})
+    session.flush()
+    return codes
 
 
 def disable_totp(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: str,

@@ -13,6 +13,7 @@ from hub import create_app, ratelimits
 from hub.accounts import service as accounts
 from hub.accounts import totp
 from hub.accounts.models import RecoveryCode, User, UserSession
+from hub.audit.models import AuditEntry
 from hub.db import session_scope
 from tests.instance import make_settings
 from tests.webhelpers import PASSWORD, add_member, code_for, csrf, enrol_totp, sign_in, totp_secret_for
@@ -290,6 +291,41 @@ def test_turning_totp_off_needs_a_code_and_a_required_role_must_enrol_again(clie
     assert off.status_code == 302
     assert "/settings/totp" in client.get("/settings").headers["Location"], "back to enrolment before anything else"
     assert "/settings/totp" in client.get("/board").headers["Location"], "the board too: a member page like any"
+
+
+def test_new_recovery_codes_need_a_current_code_and_void_the_old_ones(app, client, db, network, clock):
+    username = add_member(db, network, clock, "pp-committee", "coordinator")
+    with session_scope(db) as s:
+        user = s.scalars(sa.select(User).where(User.username == username)).one()
+        old = totp.new_recovery_codes()
+        s.add_all(RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(user.id, c), created_at=clock.now())
+                  for c in old)
+    sign_in(client, username)
+    page = client.get("/settings/totp")
+    assert "Recovery codes left: 10" in page.text and "Make new recovery codes" in page.text
+    for refused in ({"renew-code": "000000", "csrf_token": csrf(page.text)},  # a wrong code
+                    {"renew-code": old[0], "csrf_token": csrf(page.text)},  # a recovery code is not enough
+                    {"renew-code": code_for(client, username)}):  # no CSRF token
+        answer = client.post("/settings/totp/recovery-codes", data=refused)
+        assert answer.status_code == 400 and "<li><code>" not in answer.text
+    with session_scope(db) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(RecoveryCode).where(RecoveryCode.used_at.is_(None))) == 10
+    clock.advance(seconds=30)
+    renewed = client.post("/settings/totp/recovery-codes", data={"renew-code": code_for(client, username),
+                                                                 "csrf_token": csrf(page.text)})
+    codes = re.findall(r"<li><code>([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})</code></li>", renewed.text)
+    assert renewed.status_code == 200 and len(set(codes)) == 10 and not set(codes) & set(old)
+    assert "The old recovery codes no longer work" in renewed.text
+    with session_scope(db) as s:
+        actions = list(s.scalars(sa.select(AuditEntry.action).where(AuditEntry.action.like("totp.%"))))
+        assert actions == ["totp.recovery_codes_renewed"]
+    assert "<li><code>" not in client.get("/settings/totp").text, "the codes are shown once"
+    # An old code no longer opens the second step; a new one does.
+    stranger = app.test_client()
+    _password_only(stranger, username)
+    step = stranger.get("/login/totp")
+    assert stranger.post("/login/totp", data={"code": old[1], "csrf_token": csrf(step.text)}).status_code == 401
+    assert stranger.post("/login/totp", data={"code": codes[0], "csrf_token": csrf(step.text)}).status_code == 302
 
 
 def test_a_caseworker_who_enrolled_is_asked_for_the_code_too(client, db, network, clock):
