@@ -315,10 +315,18 @@ class Settings:
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str | None = None
     security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
+    # HUB_SECRET_KEY_PREVIOUS: the key before the last rotation, still accepted to open TOTP secrets
+    # until `hub totp reseal` has sealed them all under HUB_SECRET_KEY.
+    previous_secret_key: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def totp_keys(self) -> tuple[str, ...]:
+        """The keys that open a sealed TOTP secret: HUB_SECRET_KEY (which seals), then the previous one."""
+        return tuple(k for k in (self.secret_key, self.previous_secret_key) if k)
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -381,6 +389,10 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         secret_key = _read_demo_secret(instance_dir)
     elif len(secret_key) < 32:
         raise ConfigError("HUB_SECRET_KEY is too short; use at least 32 random characters")
+    previous_secret_key = env.get("HUB_SECRET_KEY_PREVIOUS") or None
+    if previous_secret_key is not None and (len(previous_secret_key) < 32 or previous_secret_key == secret_key):
+        raise ConfigError("HUB_SECRET_KEY_PREVIOUS must be the key HUB_SECRET_KEY had before (32+ characters, "
+                          "not the current one)")
 
     sms_raw = _section(data, "sms")
     gateway = sms_raw.get("gateway", "console")
@@ -458,6 +470,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         metrics_allow=_metrics_allow(_section(data, "metrics")),
         metrics_token=_metrics_token(env),
         security=security,
+        previous_secret_key=previous_secret_key,
         extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit",
                                                           "security", "paths", "taskforces", "retention", "metrics"}},
     )

@@ -150,7 +150,7 @@ def login_totp():
         ctx = current()
         try:
             signin = accounts.second_step(db(), request.cookies.get(SESSION_COOKIE), form.code.data,
-                                          clock=ctx.clock, secret_key=ctx.settings.secret_key,
+                                          clock=ctx.clock, secret_key=ctx.settings.totp_keys,
                                           device=security.device_cookie())
             db().commit()
             return _signed_in_response(safe_next(request.args.get("next"), home_for(signin.principal)), signin)
@@ -176,7 +176,7 @@ def _totp_page(*, error: str | None = None, status: int = 200, form=None):
     cookie = request.cookies.get(SESSION_COOKIE)
     target = safe_next(request.args.get("next"), url_for("web.index"))
     try:
-        status_now = accounts.totp_status(db(), cookie or "", clock=ctx.clock, secret_key=ctx.settings.secret_key)
+        status_now = accounts.totp_status(db(), cookie or "", clock=ctx.clock, secret_key=ctx.settings.totp_keys)
     except accounts.SecondStepPending:
         return redirect(url_for("web.login_totp", next=target))
     except Unauthenticated:
@@ -205,7 +205,7 @@ def totp_confirm():
         return _totp_page(error=_("Check the fields marked below."), status=400, form=form)
     try:
         codes, finished = accounts.confirm_totp(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data,
-                                                clock=ctx.clock, secret_key=ctx.settings.secret_key,
+                                                clock=ctx.clock, secret_key=ctx.settings.totp_keys,
                                                 device=security.device_cookie())
         db().commit()
     except accounts.SecondStepPending:
@@ -233,7 +233,7 @@ def totp_disable():
         return _totp_page(error=_("Check the fields marked below."), status=400)
     try:
         accounts.disable_totp(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data, clock=ctx.clock,
-                              secret_key=ctx.settings.secret_key,
+                              secret_key=ctx.settings.totp_keys,
                               totp_roles=ctx.settings.security.require_totp_roles)
         db().commit()
     except HubError as exc:
@@ -253,7 +253,7 @@ def totp_renew_codes():
         return _totp_page(error=_("Check the fields marked below."), status=400)
     try:
         codes = accounts.renew_recovery_codes(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data,
-                                              clock=ctx.clock, secret_key=ctx.settings.secret_key)
+                                              clock=ctx.clock, secret_key=ctx.settings.totp_keys)
         db().commit()
     except HubError as exc:
         db().rollback()
