@@ -311,6 +311,8 @@ class Settings:
     timezone: str = "Asia/Phnom_Penh"  # for what people read; storage stays UTC
     # [retention]: packets of referrals final for longer than this are shredded (`hub retention run`).
     retention_packets_after: dt.timedelta = dt.timedelta(days=730)
+    # ... and the webhooks acted on (webhook_seen, the replay guard) are forgotten after this long.
+    retention_webhooks_seen_for: dt.timedelta = dt.timedelta(days=30)
     # [metrics]: who may scrape /metrics: these client addresses, or a bearer token (HUB_METRICS_TOKEN).
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str | None = None
@@ -467,6 +469,7 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         taskforces=_taskforces(data.get("taskforces")),
         timezone=timezone,
         retention_packets_after=_retention(_section(data, "retention")),
+        retention_webhooks_seen_for=_webhooks_seen_for(_section(data, "retention")),
         metrics_allow=_metrics_allow(_section(data, "metrics")),
         metrics_token=_metrics_token(env),
         security=security,
@@ -487,9 +490,10 @@ def _onetap_lifetime(sms_raw: Mapping[str, Any]) -> dt.timedelta:
 
 
 def _retention(raw: Mapping[str, Any]) -> dt.timedelta:
-    unknown = set(raw) - {"packets_after"}
+    unknown = set(raw) - {"packets_after", "webhooks_seen_for"}
     if unknown:
-        raise ConfigError(f"retention: unknown key(s) {', '.join(sorted(unknown))}; use packets_after")
+        raise ConfigError(f"retention: unknown key(s) {', '.join(sorted(unknown))}; use packets_after, "
+                          "webhooks_seen_for")
     text = raw.get("packets_after", "P2Y")
     years = re.match(r"^P(\d+)Y$", text.strip().upper()) if isinstance(text, str) else None
     # Whole years are read as 365 days each (P2Y = P730D): retention counts days, not calendars.
@@ -497,6 +501,14 @@ def _retention(raw: Mapping[str, Any]) -> dt.timedelta:
              else parse_duration(text, where="retention.packets_after"))
     if value < dt.timedelta(days=1):
         raise ConfigError("retention.packets_after must be at least P1D")
+    return value
+
+
+def _webhooks_seen_for(raw: Mapping[str, Any]) -> dt.timedelta:
+    value = parse_duration(raw.get("webhooks_seen_for", "P30D"), where="retention.webhooks_seen_for")
+    if value < dt.timedelta(days=1):
+        raise ConfigError("retention.webhooks_seen_for must be at least P1D (Twilio retries a webhook within "
+                          "minutes; a replay inside this window changes nothing)")
     return value
 
 
