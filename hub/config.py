@@ -272,9 +272,9 @@ def _security(raw: Mapping[str, Any]) -> SecuritySettings:
     if not isinstance(roles, list) or any(r not in ROLES for r in roles):
         raise ConfigError(f"security.require_totp_roles must be a list of roles from: {', '.join(ROLES)}")
     storage = raw.get("rate_limit_storage", "memory://")
-    if not isinstance(storage, str) or "://" not in storage:
-        raise ConfigError("security.rate_limit_storage must be a storage URI such as \"memory://\" or "
-                          "\"redis://localhost:6379\"")
+    if not isinstance(storage, str) or (storage != "database" and "://" not in storage):
+        raise ConfigError("security.rate_limit_storage must be \"database\" (the hub's own database) or a "
+                          "storage URI such as \"memory://\" or \"redis://localhost:6379\"")
     proxies = raw.get("trusted_proxies", 0)
     if isinstance(proxies, bool) or not isinstance(proxies, int) or not 0 <= proxies <= 5:
         raise ConfigError("security.trusted_proxies must be the number of proxies in front of the hub, 0 to 5")
@@ -311,14 +311,24 @@ class Settings:
     timezone: str = "Asia/Phnom_Penh"  # for what people read; storage stays UTC
     # [retention]: packets of referrals final for longer than this are shredded (`hub retention run`).
     retention_packets_after: dt.timedelta = dt.timedelta(days=730)
+    # ... and the webhooks acted on (webhook_seen, the replay guard) are forgotten after this long.
+    retention_webhooks_seen_for: dt.timedelta = dt.timedelta(days=30)
     # [metrics]: who may scrape /metrics: these client addresses, or a bearer token (HUB_METRICS_TOKEN).
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str | None = None
     security: SecuritySettings = field(default_factory=SecuritySettings)  # [security]
+    # HUB_SECRET_KEY_PREVIOUS: the key before the last rotation, still accepted to open TOTP secrets
+    # until `hub totp reseal` has sealed them all under HUB_SECRET_KEY.
+    previous_secret_key: str | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def totp_keys(self) -> tuple[str, ...]:
+        """The keys that open a sealed TOTP secret: HUB_SECRET_KEY (which seals), then the previous one."""
+        return tuple(k for k in (self.secret_key, self.previous_secret_key) if k)
 
 
 def _section(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -381,6 +391,10 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         secret_key = _read_demo_secret(instance_dir)
     elif len(secret_key) < 32:
         raise ConfigError("HUB_SECRET_KEY is too short; use at least 32 random characters")
+    previous_secret_key = env.get("HUB_SECRET_KEY_PREVIOUS") or None
+    if previous_secret_key is not None and (len(previous_secret_key) < 32 or previous_secret_key == secret_key):
+        raise ConfigError("HUB_SECRET_KEY_PREVIOUS must be the key HUB_SECRET_KEY had before (32+ characters, "
+                          "not the current one)")
 
     sms_raw = _section(data, "sms")
     gateway = sms_raw.get("gateway", "console")
@@ -455,9 +469,11 @@ def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] 
         taskforces=_taskforces(data.get("taskforces")),
         timezone=timezone,
         retention_packets_after=_retention(_section(data, "retention")),
+        retention_webhooks_seen_for=_webhooks_seen_for(_section(data, "retention")),
         metrics_allow=_metrics_allow(_section(data, "metrics")),
         metrics_token=_metrics_token(env),
         security=security,
+        previous_secret_key=previous_secret_key,
         extra={k: v for k, v in data.items() if k not in {"hub", "database", "sms", "escalation", "packets", "audit",
                                                           "security", "paths", "taskforces", "retention", "metrics"}},
     )
@@ -474,9 +490,10 @@ def _onetap_lifetime(sms_raw: Mapping[str, Any]) -> dt.timedelta:
 
 
 def _retention(raw: Mapping[str, Any]) -> dt.timedelta:
-    unknown = set(raw) - {"packets_after"}
+    unknown = set(raw) - {"packets_after", "webhooks_seen_for"}
     if unknown:
-        raise ConfigError(f"retention: unknown key(s) {', '.join(sorted(unknown))}; use packets_after")
+        raise ConfigError(f"retention: unknown key(s) {', '.join(sorted(unknown))}; use packets_after, "
+                          "webhooks_seen_for")
     text = raw.get("packets_after", "P2Y")
     years = re.match(r"^P(\d+)Y$", text.strip().upper()) if isinstance(text, str) else None
     # Whole years are read as 365 days each (P2Y = P730D): retention counts days, not calendars.
@@ -484,6 +501,14 @@ def _retention(raw: Mapping[str, Any]) -> dt.timedelta:
              else parse_duration(text, where="retention.packets_after"))
     if value < dt.timedelta(days=1):
         raise ConfigError("retention.packets_after must be at least P1D")
+    return value
+
+
+def _webhooks_seen_for(raw: Mapping[str, Any]) -> dt.timedelta:
+    value = parse_duration(raw.get("webhooks_seen_for", "P30D"), where="retention.webhooks_seen_for")
+    if value < dt.timedelta(days=1):
+        raise ConfigError("retention.webhooks_seen_for must be at least P1D (Twilio retries a webhook within "
+                          "minutes; a replay inside this window changes nothing)")
     return value
 
 

@@ -14,6 +14,7 @@ from hub.db import Base
 from hub.directory import models as directory  # noqa: F401
 from hub.escalation import models as escalation  # noqa: F401
 from hub.notify import models as notify  # noqa: F401
+from hub import ratelimits  # noqa: F401
 from hub.referrals import models as referrals  # noqa: F401
 
 metadata = Base.metadata

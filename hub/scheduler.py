@@ -33,7 +33,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from hub.audit import sequencer as audit_sequencer
 from hub.errors import log_failure
 from hub.escalation.service import sweep
-from hub.notify.service import drain
+from hub.notify.service import drain, forget_webhooks_seen
 from hub.referrals import retention
 
 log = logging.getLogger("hub.scheduler")
@@ -153,13 +153,21 @@ def run_audit_sequencer(ctx) -> Any:
 
 
 def run_retention(ctx) -> Any:
-    """Shred the packets of referrals final for longer than ``[retention] packets_after`` (daily).
+    """Shred the packets of referrals final for longer than ``[retention] packets_after``, and forget
+    the webhooks acted on more than ``[retention] webhooks_seen_for`` ago (daily).
 
     Safe with several schedulers: each run shreds only packets that still hold bytes, in one
     transaction, and a second run at once finds nothing left to do."""
+    now = ctx.clock.now()
     try:
-        report = retention.run(ctx.sessions, ctx.engine, now=ctx.clock.now(),
-                               packets_after=ctx.settings.retention_packets_after)
+        with ctx.sessions() as session, session.begin():
+            forgotten = forget_webhooks_seen(session, before=now - ctx.settings.retention_webhooks_seen_for)
+        if forgotten:
+            log.info("retention forgot webhooks_seen=%d", forgotten)
+    except Exception:
+        log_failure(log, "forgetting old webhook keys failed; tomorrow's run tries again")
+    try:
+        report = retention.run(ctx.sessions, ctx.engine, now=now, packets_after=ctx.settings.retention_packets_after)
         if report.packets:
             log.info("retention shredded packets=%d referrals=%d", report.packets, report.referrals)
         return report

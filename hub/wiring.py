@@ -33,6 +33,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
     app = Flask("hub", template_folder=str(settings.templates_dir), static_folder=None)
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=[settings.previous_secret_key] if settings.previous_secret_key else [],
         # Two packets and the routing metadata, base64url-encoded, plus room for the JSON around them.
         MAX_CONTENT_LENGTH=2 * settings.packets_max_bytes * 4 // 3 + 64 * 1024,
         SESSION_COOKIE_HTTPONLY=True,
@@ -57,7 +58,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
         app.register_blueprint(bp)
     register_error_handlers(app)
     _transport_and_cache_headers(app, settings)
-    init_rate_limits(app, settings.security)  # [security] rate limits, after every route is registered
+    init_rate_limits(app, settings.security, app.extensions["hub"].engine)  # [security] rate limits, after every route is registered
     i18n.init_babel(app, settings.timezone)
     i18n.register_names(app)
     return app

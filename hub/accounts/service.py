@@ -21,7 +21,7 @@ import secrets
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection
+from typing import Collection, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -44,6 +44,7 @@ __all__ = [
     "Principal", "create_token", "revoke_token", "authenticate_token", "principal_for_user",
     "add_user", "invite_again", "accept_invitation", "wrap_for_user", "login", "resume", "logout", "SignIn",
     "SecondStepPending", "second_step", "pending_stage", "totp_status", "confirm_totp", "disable_totp",
+    "renew_recovery_codes", "reseal_totp_secrets",
     "reset_password_with_recovery", "recover_keyring", "purge_expired",
 ]
 
@@ -580,7 +581,7 @@ def pending_stage(session: Session, cookie_value: str, *, clock: Clock) -> tuple
 # --- TOTP: the second step, enrolment, recovery codes ----------------------------------------------
 
 
-def _check_code(session: Session, user: User, code: str, *, now: dt.datetime, secret_key: str,
+def _check_code(session: Session, user: User, code: str, *, now: dt.datetime, secret_key: totp.Keys,
                 recovery: bool = True) -> str | None:
     """"totp" or "recovery" if ``code`` is a right TOTP code (now, not used before) or an unused
     recovery code of this user (which is then used up); None otherwise."""
@@ -610,7 +611,7 @@ def _check_code(session: Session, user: User, code: str, *, now: dt.datetime, se
 WRONG_CODE = "this code is not right, or was used already; enter the code your authenticator app shows now"
 
 
-def second_step(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: str,
+def second_step(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: totp.Keys,
                 device: str | None = None) -> SignIn:
     """Finish a sign-in at stage "totp" with a TOTP code or a recovery code.
 
@@ -664,7 +665,7 @@ class Enrolment:
     recovery_left: int
 
 
-def totp_status(session: Session, cookie_value: str, *, clock: Clock, secret_key: str) -> Enrolment:
+def totp_status(session: Session, cookie_value: str, *, clock: Clock, secret_key: totp.Keys) -> Enrolment:
     """The member's TOTP: on, or the secret to enrol now (made once and kept, sealed, until confirmed).
 
     For a signed-in session or one at stage "enrol".
@@ -690,7 +691,7 @@ def totp_status(session: Session, cookie_value: str, *, clock: Clock, secret_key
     return Enrolment(user.username, False, plain, totp.uri(plain, user.username), left)
 
 
-def confirm_totp(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: str,
+def confirm_totp(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: totp.Keys,
                  device: str | None = None) -> tuple[list[str], SignIn | None]:
     """Turn TOTP on with a code from the secret being enrolled; returns the ten new recovery codes
     (shown once; only their hashes are kept) and, for a session at stage "enrol", the finished sign-in."""
@@ -709,10 +710,7 @@ def confirm_totp(session: Session, cookie_value: str, code: str, *, clock: Clock
     if step is None:
         raise Invalid(WRONG_CODE, code="wrong_code")
     user.totp_secret, user.totp_pending, user.totp_last_counter = user.totp_pending, None, step
-    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-    codes = totp.new_recovery_codes()
-    for c in codes:
-        session.add(RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(user.id, c), created_at=now))
+    codes = _add_recovery_codes(session, user, now)
     audit(session, at=now, actor=f"user:{user.id}", action="totp.enrolled", detail={"user_id": user.id})
     finished = _finish(session, row, user, secret, device, now, detail={"via": "enrolment"}) \
         if row.stage == "enrol" else None
@@ -720,7 +718,35 @@ def confirm_totp(session: Session, cookie_value: str, code: str, *, clock: Clock
     return codes, finished
 
 
-def disable_totp(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: str,
+def _add_recovery_codes(session: Session, user: User, now: dt.datetime) -> list[str]:
+    """Ten new recovery codes for ``user`` in place of any old ones (only their hashes are kept)."""
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = totp.new_recovery_codes()
+    for c in codes:
+        session.add(RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(user.id, c), created_at=now))
+    return codes
+
+
+def renew_recovery_codes(session: Session, cookie_value: str, code: str, *, clock: Clock,
+                         secret_key: totp.Keys) -> list[str]:
+    """Ten new recovery codes, with a current TOTP code (not a recovery code: whoever renews them
+    holds the authenticator); every old code, used or not, stops working. Returns the new codes,
+    to be shown once."""
+    now = clock.now()
+    row, user, _secret = _session_row(session, cookie_value, now)
+    if row.stage != "done":
+        raise SecondStepPending(row.stage)
+    if not user.totp_secret:
+        raise Conflict("TOTP is not on for you", code="totp_state")
+    if _check_code(session, user, code, now=now, secret_key=secret_key, recovery=False) is None:
+        raise Invalid(WRONG_CODE, code="wrong_code")
+    codes = _add_recovery_codes(session, user, now)
+    audit(session, at=now, actor=f"user:{user.id}", action="totp.recovery_codes_renewed", detail={"user_id": user.id})
+    session.flush()
+    return codes
+
+
+def disable_totp(session: Session, cookie_value: str, code: str, *, clock: Clock, secret_key: totp.Keys,
                  totp_roles: Collection[str]) -> str:
     """Turn TOTP off with a current code (or a recovery code), to enrol again or for good.
 
@@ -742,6 +768,39 @@ def disable_totp(session: Session, cookie_value: str, code: str, *, clock: Clock
     audit(session, at=now, actor=f"user:{user.id}", action="totp.disabled", detail={"user_id": user.id})
     session.flush()
     return row.stage
+
+
+@dataclass
+class Reseal:
+    resealed: int     # secrets that opened only with the previous key, now sealed under the current one
+    current: int      # secrets sealed under the current key already
+    unreadable: list[int]  # users whose secret opens with neither key (they sign in with a recovery code)
+
+
+def reseal_totp_secrets(session: Session, keys: Sequence[str], *, clock: Clock) -> Reseal:
+    """Seal every TOTP secret (and secret being enrolled) under ``keys[0]``, HUB_SECRET_KEY, after a
+    rotation (``keys[1]``: HUB_SECRET_KEY_PREVIOUS). Idempotent; one audit entry records the counts."""
+    report = Reseal(0, 0, [])
+    users = session.scalars(sa.select(User).where(sa.or_(User.totp_secret.is_not(None), User.totp_pending.is_not(None)))
+                            .order_by(User.id).with_for_update())
+    for user in users:
+        for column in ("totp_secret", "totp_pending"):
+            value = getattr(user, column)
+            if not value:
+                continue
+            try:
+                if totp.sealed_under_current(keys, user.id, value):
+                    report.current += 1
+                    continue
+                setattr(user, column, totp.seal(keys, user.id, totp.unseal(keys, user.id, value)))
+                report.resealed += 1
+            except totp.SealError:
+                if user.id not in report.unreadable:
+                    report.unreadable.append(user.id)
+    audit(session, at=clock.now(), actor="cli", action="totp.resealed",
+          detail={"resealed": report.resealed, "current": report.current, "unreadable": len(report.unreadable)})
+    session.flush()
+    return report
 
 
 def logout(session: Session, cookie_value: str, *, clock: Clock | None = None) -> None:

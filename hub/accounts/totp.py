@@ -4,7 +4,9 @@ A member's TOTP secret is kept sealed with AES-256-GCM under a key derived (HKDF
 HUB_SECRET_KEY, bound to the user's id: the database alone gives no secret that makes codes.
 A code is accepted within one 30-second step either side of now, and only for a time step
 later than the last one accepted (``user.totp_last_counter``), so a code seen over a shoulder
-cannot be used again. Recovery codes are 80 random bits each, stored as SHA-256, used once.
+cannot be used again. After HUB_SECRET_KEY is rotated, the previous key (HUB_SECRET_KEY_PREVIOUS)
+still opens the secrets until `hub totp reseal` has sealed them all under the new one (:func:`reseal`).
+Recovery codes are 80 random bits each, stored as SHA-256, used once.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import base64
 import datetime as dt
 import hashlib
 import secrets
+from typing import Sequence, Union
 
 import pyotp
 from cryptography.exceptions import InvalidTag
@@ -35,20 +38,41 @@ def _key(secret_key: str) -> bytes:
         secret_key.encode("utf-8"))
 
 
-def seal(secret_key: str, user_id: int, secret: str) -> str:
+Keys = Union[str, Sequence[str]]
+"""HUB_SECRET_KEY, or (HUB_SECRET_KEY, HUB_SECRET_KEY_PREVIOUS): the first seals, each one opens."""
+
+
+def _keys(keys: Keys) -> tuple[str, ...]:
+    return (keys,) if isinstance(keys, str) else tuple(keys)
+
+
+def seal(keys: Keys, user_id: int, secret: str) -> str:
     nonce = secrets.token_bytes(12)
-    sealed = AESGCM(_key(secret_key)).encrypt(nonce, secret.encode("ascii"), f"user:{user_id}".encode())
+    sealed = AESGCM(_key(_keys(keys)[0])).encrypt(nonce, secret.encode("ascii"), f"user:{user_id}".encode())
     return _SEALED_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
 
-def unseal(secret_key: str, user_id: int, value: str) -> str:
+def unseal(keys: Keys, user_id: int, value: str) -> str:
+    """The secret, opened with the current key or, after a rotation, the previous one."""
+    return _open(keys, user_id, value)[0]
+
+
+def sealed_under_current(keys: Keys, user_id: int, value: str) -> bool:
+    """Whether ``value`` opens with the current key (False: only with the previous one)."""
+    return _open(keys, user_id, value)[1] == 0
+
+
+def _open(keys: Keys, user_id: int, value: str) -> tuple[str, int]:
     if not value.startswith(_SEALED_PREFIX):
         raise SealError("not a sealed TOTP secret")
     raw = base64.urlsafe_b64decode(value[len(_SEALED_PREFIX):].encode("ascii"))
-    try:
-        return AESGCM(_key(secret_key)).decrypt(raw[:12], raw[12:], f"user:{user_id}".encode()).decode("ascii")
-    except InvalidTag:
-        raise SealError("the TOTP secret does not open with this HUB_SECRET_KEY") from None
+    for index, key in enumerate(_keys(keys)):
+        try:
+            plain = AESGCM(_key(key)).decrypt(raw[:12], raw[12:], f"user:{user_id}".encode()).decode("ascii")
+            return plain, index
+        except InvalidTag:
+            continue
+    raise SealError("the TOTP secret does not open with HUB_SECRET_KEY (nor HUB_SECRET_KEY_PREVIOUS)")
 
 
 def new_secret() -> str:

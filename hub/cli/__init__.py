@@ -30,6 +30,7 @@ from hub.cli.scheduling import (
     start_embedded_scheduler,
 )
 from hub.cli.sms import sms
+from hub.cli.totp import totp
 from hub.config import PRIVATE_UMASK, ensure_demo_secret, lock_down_files
 from hub.db import session_scope
 from hub.directory import service as directory
@@ -345,5 +346,5 @@ def tokens_revoke(token_id: int) -> None:
 
 # --- the command groups that live in their own modules -------------------------------------------
 
-for _command in (audit, client, escalate_command, scheduler_command, sms, reports, retention):
+for _command in (audit, client, escalate_command, scheduler_command, sms, reports, retention, totp):
     main.add_command(_command)

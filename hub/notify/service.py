@@ -420,6 +420,12 @@ def first_sighting(session: Session, key: str, now: dt.datetime) -> bool:
     return _connection(session).execute(stmt).scalar_one_or_none() is not None
 
 
+def forget_webhooks_seen(session: Session, *, before: dt.datetime) -> int:
+    """Delete the webhook keys seen before ``before`` (the daily retention run); how many went."""
+    return session.execute(sa.delete(WebhookSeen).where(WebhookSeen.seen_at < before)
+                           .execution_options(synchronize_session=False)).rowcount or 0
+
+
 def record_status(session: Session, nonce: str, provider_status: str, now: dt.datetime,
                   error_code: str | None = None, on_failed: FailedHook | None = None, *,
                   message_sid: str | None = None, to_phone: str | None = None) -> OutboxMessage:

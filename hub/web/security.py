@@ -13,6 +13,11 @@ that slows down wrong passwords (and lets a known device through) is the account
 
 The client address is the TCP peer unless ``trusted_proxies`` says how many proxies in front
 set X-Forwarded-For (werkzeug's ProxyFix then takes the address they saw).
+
+Where the counts live is ``rate_limit_storage``: ``memory://`` (each worker its own), a limits
+URI (Redis ...), or ``database`` (hub.ratelimits: the hub's own database, one count across
+workers). When a shared storage cannot be reached, each worker counts in memory until it can
+again: the limits still hold (per worker) and no one is refused because a counter is down.
 """
 from __future__ import annotations
 
@@ -21,10 +26,12 @@ import hashlib
 from flask import Flask, render_template, request
 from flask_babel import gettext as _
 from flask_limiter import Limiter
+from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hub.api.common import SESSION_COOKIE
 from hub.api.errors import envelope
+from hub import ratelimits
 from hub.config import SecuritySettings
 from hub.faces import current
 
@@ -80,13 +87,16 @@ def _too_many(exc):
                                      "Wait a minute, then try again.")), 429
 
 
-def init_rate_limits(app: Flask, security: SecuritySettings) -> Limiter:
+def init_rate_limits(app: Flask, security: SecuritySettings, engine: Engine) -> Limiter:
     """Trust X-Forwarded-For only as far as configured, then put each limit on its routes (after the
     blueprints are registered)."""
     if security.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=security.trusted_proxies, x_proto=security.trusted_proxies)
-    limiter = Limiter(client_address, app=app, storage_uri=security.rate_limit_storage, headers_enabled=True,
-                      strategy="fixed-window")
+    uri, options = security.rate_limit_storage, {}
+    if uri == ratelimits.SETTING:
+        uri, options = f"{ratelimits.SCHEME}://", {"engine": engine}
+    limiter = Limiter(client_address, app=app, storage_uri=uri, storage_options=options, headers_enabled=True,
+                      strategy="fixed-window", in_memory_fallback_enabled=not uri.startswith("memory://"))
     by_path = (("/webhooks/", security.webhook_rate_limit), ("/sms/", security.webhook_rate_limit),
                ("/a/", security.onetap_rate_limit), ("/invite/", security.invite_rate_limit))
     done: set[str] = set()

@@ -150,7 +150,7 @@ def login_totp():
         ctx = current()
         try:
             signin = accounts.second_step(db(), request.cookies.get(SESSION_COOKIE), form.code.data,
-                                          clock=ctx.clock, secret_key=ctx.settings.secret_key,
+                                          clock=ctx.clock, secret_key=ctx.settings.totp_keys,
                                           device=security.device_cookie())
             db().commit()
             return _signed_in_response(safe_next(request.args.get("next"), home_for(signin.principal)), signin)
@@ -176,7 +176,7 @@ def _totp_page(*, error: str | None = None, status: int = 200, form=None):
     cookie = request.cookies.get(SESSION_COOKIE)
     target = safe_next(request.args.get("next"), url_for("web.index"))
     try:
-        status_now = accounts.totp_status(db(), cookie or "", clock=ctx.clock, secret_key=ctx.settings.secret_key)
+        status_now = accounts.totp_status(db(), cookie or "", clock=ctx.clock, secret_key=ctx.settings.totp_keys)
     except accounts.SecondStepPending:
         return redirect(url_for("web.login_totp", next=target))
     except Unauthenticated:
@@ -184,7 +184,8 @@ def _totp_page(*, error: str | None = None, status: int = 200, form=None):
     db().commit()  # the secret to enrol is kept (sealed) until confirmed
     member()  # the navigation, for a signed-in member; none while enrolment is the only way on
     return render_template("web/totp.html", totp=status_now, error=error, form=form or forms.CodeForm(),
-                           disable_form=forms.CodeForm(prefix="disable"), next=request.args.get("next"),
+                           disable_form=forms.CodeForm(prefix="disable"), renew_form=forms.CodeForm(prefix="renew"),
+                           next=request.args.get("next"),
                            qr=_qr_svg(status_now.uri) if status_now.uri else None,
                            required=g.get("member") is None), status
 
@@ -204,7 +205,7 @@ def totp_confirm():
         return _totp_page(error=_("Check the fields marked below."), status=400, form=form)
     try:
         codes, finished = accounts.confirm_totp(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data,
-                                                clock=ctx.clock, secret_key=ctx.settings.secret_key,
+                                                clock=ctx.clock, secret_key=ctx.settings.totp_keys,
                                                 device=security.device_cookie())
         db().commit()
     except accounts.SecondStepPending:
@@ -232,7 +233,7 @@ def totp_disable():
         return _totp_page(error=_("Check the fields marked below."), status=400)
     try:
         accounts.disable_totp(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data, clock=ctx.clock,
-                              secret_key=ctx.settings.secret_key,
+                              secret_key=ctx.settings.totp_keys,
                               totp_roles=ctx.settings.security.require_totp_roles)
         db().commit()
     except HubError as exc:
@@ -240,6 +241,24 @@ def totp_disable():
         return _totp_page(error=say(exc), status=400)
     flash(_("TOTP is off. Set it up again below."), "ok")
     return redirect(url_for("web.totp_settings"))
+
+
+@web_bp.post("/settings/totp/recovery-codes")
+@page
+def totp_renew_codes():
+    """Ten new recovery codes (a current TOTP code needed); the old ones stop working."""
+    ctx = current()
+    form = forms.CodeForm(prefix="renew")
+    if not form.validate_on_submit():
+        return _totp_page(error=_("Check the fields marked below."), status=400)
+    try:
+        codes = accounts.renew_recovery_codes(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data,
+                                              clock=ctx.clock, secret_key=ctx.settings.totp_keys)
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return _totp_page(error=say(exc), status=400)
+    return render_template("web/totp_codes.html", codes=codes, renewed=True, next=url_for("web.totp_settings"))
 
 
 @web_bp.post("/logout")

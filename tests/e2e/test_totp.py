@@ -71,3 +71,53 @@ def test_totp_enrolment_then_sign_in(lang, phone, live, network, db, clock, shot
     third.click("form[action^='/login/totp'] button[type=submit]")
     third.wait_for_load_state()
     assert third.url.endswith("/board")
+
+
+@pytest.mark.parametrize("lang", ["en", "km"])
+def test_new_recovery_codes_from_the_settings_page(lang, phone, network, db, clock, shots):
+    username = f"pp-committee.renew{lang}"
+    with session_scope(db) as s:
+        _user, token = accounts.add_user(s, agency_id="pp-committee", role="coordinator", lang=lang,
+                                         name="Coordinator Fictional", username=username, clock=clock,
+                                         keyring=network.rings["pp-committee"])
+        accounts.accept_invitation(s, token, PASSWORD, clock)
+    page = phone(lang)
+    page.goto("/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("form[action^='/login'] button[type=submit]")
+    page.wait_for_load_state()
+    secret = page.locator("code.secret").inner_text().strip()
+    page.fill("#code", totp.code_now(secret, clock.now()))
+    page.click("form[action^='/settings/totp/confirm'] button[type=submit]")
+    page.wait_for_load_state()
+    first = page.locator("ul.codes code").all_inner_texts()
+
+    page.goto("/settings/totp")
+    page.fill("#renew-code", "000000")  # a wrong code: refused, nothing changes
+    page.click("form[action='/settings/totp/recovery-codes'] button[type=submit]")
+    page.wait_for_load_state()
+    assert page.locator("[role=alert]").count() >= 1 and page.locator("ul.codes").count() == 0
+    clock.advance(seconds=30)
+    page.fill("#renew-code", totp.code_now(secret, clock.now()))
+    page.click("form[action='/settings/totp/recovery-codes'] button[type=submit]")
+    page.wait_for_load_state()
+    renewed = page.locator("ul.codes code").all_inner_texts()
+    assert len(set(renewed)) == 10 and not set(renewed) & set(first)
+    check_page(page)
+    shots(page, f"{lang}-totp-new-codes")
+
+    other = phone(lang)  # an old code no longer signs in; a new one does
+    other.goto("/login")
+    other.fill("#username", username)
+    other.fill("#password", PASSWORD)
+    other.click("form[action^='/login'] button[type=submit]")
+    other.wait_for_load_state()
+    other.fill("#code", first[0])
+    other.click("form[action^='/login/totp'] button[type=submit]")
+    other.wait_for_load_state()
+    assert "/login/totp" in other.url
+    other.fill("#code", renewed[0])
+    other.click("form[action^='/login/totp'] button[type=submit]")
+    other.wait_for_load_state()
+    assert other.url.endswith("/board")

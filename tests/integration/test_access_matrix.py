@@ -115,6 +115,8 @@ PROBES: list[tuple[str, str, Probe]] = [
       form={"code": "000000"})),
     ("/settings/totp/disable", "POST", P("POST", "/settings/totp/disable", expect(400, anonymous=302, tokens=302),
       form={"code": "000000"})),
+    ("/settings/totp/recovery-codes", "POST", P("POST", "/settings/totp/recovery-codes",
+      expect(400, anonymous=302, tokens=302), form={"code": "000000"})),
     ("/referrals/new", "GET", P("GET", "/referrals/new", expect(403, anonymous=302, tokens=302, officer=200, admin=200))),
     ("/referrals/new", "POST", P("POST", "/referrals/new", expect(403, anonymous=302, tokens=302, officer=400, admin=400),
       form={})),

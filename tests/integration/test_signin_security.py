@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import sqlalchemy as sa
 
-from hub import create_app
+from hub import create_app, ratelimits
 from hub.accounts import service as accounts
 from hub.accounts import totp
 from hub.accounts.models import RecoveryCode, User, UserSession
+from hub.audit.models import AuditEntry
 from hub.db import session_scope
 from tests.instance import make_settings
 from tests.webhelpers import PASSWORD, add_member, code_for, csrf, enrol_totp, sign_in, totp_secret_for
@@ -81,9 +83,16 @@ def test_forged_x_forwarded_for_does_not_change_the_address_unless_a_proxy_is_tr
                        headers={"X-Forwarded-For": OFFICE}).status_code == 401
 
 
-def test_login_rate_limit_answers_429_per_address_and_per_account(tmp_path, database_url, engine, clock, network, db):
+# Each limit test runs with the counts in each process's memory (the default) and in the hub's database.
+STORAGES = pytest.mark.parametrize("storage", ["memory://", "database"])
+
+
+@STORAGES
+def test_login_rate_limit_answers_429_per_address_and_per_account(tmp_path, database_url, engine, clock, network, db,
+                                                                  storage):
     username = add_member(db, network, clock, "pp-shelter-a", "caseworker")
-    app = _app(tmp_path, database_url, engine, clock, security__login_rate_limit="3 per minute")
+    app = _app(tmp_path, database_url, engine, clock, security__login_rate_limit="3 per minute",
+               security__rate_limit_storage=storage)
     client = app.test_client()
     codes = [_post_login(client, f"nobody{n}.here", "x" * 12, f"192.0.2.{n % 2}").status_code for n in range(8)]
     assert codes.count(429) == 2, codes  # per address: 3 + 3 answered, then 429 for each address
@@ -97,9 +106,10 @@ def test_login_rate_limit_answers_429_per_address_and_per_account(tmp_path, data
 # --- the API, the webhooks, one-tap pages, invitations ---------------------------------------------------------
 
 
-def test_api_limits_per_token_and_unauthenticated_per_address(tmp_path, database_url, engine, clock, network):
+@STORAGES
+def test_api_limits_per_token_and_unauthenticated_per_address(tmp_path, database_url, engine, clock, network, storage):
     app = _app(tmp_path, database_url, engine, clock, security__api_rate_limit="4 per minute",
-               security__api_unauthenticated_rate_limit="2 per minute")
+               security__api_unauthenticated_rate_limit="2 per minute", security__rate_limit_storage=storage)
     client = app.test_client()
     headers = network.headers("pp-ahtjp")
     answers = [client.get("/api/v1/agencies", headers=headers).status_code for _ in range(6)]
@@ -115,9 +125,12 @@ def test_api_limits_per_token_and_unauthenticated_per_address(tmp_path, database
                       environ_base={"REMOTE_ADDR": OFFICE}).status_code == 401
 
 
-def test_webhooks_one_tap_and_invitations_are_limited_per_address(tmp_path, database_url, engine, clock, network):
+@STORAGES
+def test_webhooks_one_tap_and_invitations_are_limited_per_address(tmp_path, database_url, engine, clock, network,
+                                                                  storage):
     app = _app(tmp_path, database_url, engine, clock, security__webhook_rate_limit="3 per minute",
-               security__onetap_rate_limit="2 per minute", security__invite_rate_limit="2 per minute")
+               security__onetap_rate_limit="2 per minute", security__invite_rate_limit="2 per minute",
+               security__rate_limit_storage=storage)
     client = app.test_client()
     client.set_cookie("refhub_lang", "en")
     hooks = [client.post("/webhooks/twilio/sms", data={"From": "+85512345678", "Body": "ACK"}).status_code
@@ -130,6 +143,40 @@ def test_webhooks_one_tap_and_invitations_are_limited_per_address(tmp_path, data
     assert "Too many" in client.get("/a/again").text
     invites = [client.get(f"/invite/x{n}.y").status_code for n in range(3)]
     assert invites[2] == 429 and 429 not in invites[:2], invites
+
+
+def test_database_counts_start_a_new_window_and_the_ended_ones_are_deleted(engine):
+    now = [1_800_000_000.0]
+    store = ratelimits.DatabaseStorage(engine=engine, now=lambda: now[0])
+    assert [store.incr("address:192.0.2.1", 60) for _ in range(3)] == [1, 2, 3]
+    assert store.get("address:192.0.2.1") == 3 and store.get_expiry("address:192.0.2.1") == now[0] + 60
+    assert store.incr("address:192.0.2.2", 600) == 1
+    now[0] += 61  # the first key's window has ended: its next hit starts a new one
+    assert store.get("address:192.0.2.1") == 0
+    assert store.incr("address:192.0.2.1", 60) == 1 and store.get_expiry("address:192.0.2.1") == now[0] + 60
+    now[0] += 61
+    with engine.begin() as conn:
+        assert ratelimits.prune(conn, int(now[0] * 1000)) == 1  # the ended window goes, the ten-minute one stays
+        assert conn.execute(sa.select(sa.func.count()).select_from(ratelimits.RateLimitWindow)).scalar() == 1
+    store.clear("address:192.0.2.2")
+    assert store.get("address:192.0.2.2") == 0 and store.check()
+
+
+def test_when_the_database_counts_cannot_be_reached_each_process_counts_in_memory(tmp_path, database_url, engine,
+                                                                                  clock, network):
+    app = _app(tmp_path, database_url, engine, clock, security__onetap_rate_limit="2 per minute",
+               security__rate_limit_storage="database")
+    client = app.test_client()
+    assert [client.get(f"/a/not-a-token-{n}").status_code for n in range(3)] == [404, 404, 429]
+    with engine.begin() as conn:  # the counts' table is out of reach (as with a broken or locked database)
+        conn.execute(sa.text("ALTER TABLE rate_limit_window RENAME TO rate_limit_window_away"))
+    try:
+        # No 500 and no one refused for the counter's sake; the limit still holds, counted in this process.
+        taps = [client.get(f"/a/not-a-token-{n}", environ_base={"REMOTE_ADDR": OFFICE}).status_code for n in range(3)]
+        assert taps == [404, 404, 429], taps
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE rate_limit_window_away RENAME TO rate_limit_window"))
 
 
 # --- TOTP -------------------------------------------------------------------------------------------------------
@@ -244,6 +291,41 @@ def test_turning_totp_off_needs_a_code_and_a_required_role_must_enrol_again(clie
     assert off.status_code == 302
     assert "/settings/totp" in client.get("/settings").headers["Location"], "back to enrolment before anything else"
     assert "/settings/totp" in client.get("/board").headers["Location"], "the board too: a member page like any"
+
+
+def test_new_recovery_codes_need_a_current_code_and_void_the_old_ones(app, client, db, network, clock):
+    username = add_member(db, network, clock, "pp-committee", "coordinator")
+    with session_scope(db) as s:
+        user = s.scalars(sa.select(User).where(User.username == username)).one()
+        old = totp.new_recovery_codes()
+        s.add_all(RecoveryCode(user_id=user.id, code_hash=totp.recovery_hash(user.id, c), created_at=clock.now())
+                  for c in old)
+    sign_in(client, username)
+    page = client.get("/settings/totp")
+    assert "Recovery codes left: 10" in page.text and "Make new recovery codes" in page.text
+    for refused in ({"renew-code": "000000", "csrf_token": csrf(page.text)},  # a wrong code
+                    {"renew-code": old[0], "csrf_token": csrf(page.text)},  # a recovery code is not enough
+                    {"renew-code": code_for(client, username)}):  # no CSRF token
+        answer = client.post("/settings/totp/recovery-codes", data=refused)
+        assert answer.status_code == 400 and "<li><code>" not in answer.text
+    with session_scope(db) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(RecoveryCode).where(RecoveryCode.used_at.is_(None))) == 10
+    clock.advance(seconds=30)
+    renewed = client.post("/settings/totp/recovery-codes", data={"renew-code": code_for(client, username),
+                                                                 "csrf_token": csrf(page.text)})
+    codes = re.findall(r"<li><code>([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})</code></li>", renewed.text)
+    assert renewed.status_code == 200 and len(set(codes)) == 10 and not set(codes) & set(old)
+    assert "The old recovery codes no longer work" in renewed.text
+    with session_scope(db) as s:
+        actions = list(s.scalars(sa.select(AuditEntry.action).where(AuditEntry.action.like("totp.%"))))
+        assert actions == ["totp.recovery_codes_renewed"]
+    assert "<li><code>" not in client.get("/settings/totp").text, "the codes are shown once"
+    # An old code no longer opens the second step; a new one does.
+    stranger = app.test_client()
+    _password_only(stranger, username)
+    step = stranger.get("/login/totp")
+    assert stranger.post("/login/totp", data={"code": old[1], "csrf_token": csrf(step.text)}).status_code == 401
+    assert stranger.post("/login/totp", data={"code": codes[0], "csrf_token": csrf(step.text)}).status_code == 302
 
 
 def test_a_caseworker_who_enrolled_is_asked_for_the_code_too(client, db, network, clock):

@@ -121,3 +121,31 @@ def test_sent_text_keeps_no_one_tap_token(db, settings, clock, fake_twilio, twil
         [kept] = s.scalars(sa.select(OutboxMessage.body).where(OutboxMessage.referral_id == ref["id"])).all()
     assert token not in kept
     assert "/a/[redacted]" in kept
+
+
+def test_the_daily_run_forgets_old_webhook_keys_and_a_replay_inside_the_window_still_changes_nothing(
+        app, client, db, clock, fake_twilio, contacts):
+    from hub.directory.models import Agency
+    from hub.scheduler import run_retention
+
+    ctx = app.extensions["hub"]
+    window = ctx.settings.retention_webhooks_seen_for
+    old = fake_twilio.signed_inbound(f"{PUBLIC}/webhooks/twilio/sms", SHELTER_A_PHONE, "BEDS 2")
+    assert len(replies(_post(client, old))) == 1
+    clock.advance(seconds=window.total_seconds() - 3 * 86400)
+    first = fake_twilio.signed_inbound(f"{PUBLIC}/webhooks/twilio/sms", SHELTER_A_PHONE, "BEDS 3")
+    assert len(replies(_post(client, first))) == 1
+    later = fake_twilio.signed_inbound(f"{PUBLIC}/webhooks/twilio/sms", SHELTER_A_PHONE, "BEDS 5")
+    assert len(replies(_post(client, later))) == 1
+    clock.advance(days=4)  # "BEDS 2" is past the window now; the other two are 4 days old
+
+    run_retention(ctx)
+    with db() as s:
+        kept = list(s.scalars(sa.select(WebhookSeen.key).order_by(WebhookSeen.key)))
+    assert kept == sorted(f"sms:{r.params['MessageSid']}" for r in (first, later)), kept
+    assert replies(_post(client, first)) == []  # a replay inside the window changes nothing still
+    with db() as s:
+        assert s.get(Agency, "pp-shelter-a").beds_available == 5
+    run_retention(ctx)  # a second run at once forgets nothing more
+    with db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(WebhookSeen)) == 2

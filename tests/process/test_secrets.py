@@ -130,7 +130,8 @@ def _scan_files(paths: list[Path], secrets: dict[str, str]) -> tuple[int, list[s
 def test_no_secret_is_readable_after_a_full_journey(backend, tmp_path, fake_twilio):  # noqa: F811
     port, gport = _free_port(), _free_port()
     hub, drop = _fresh(backend, tmp_path / "hub", sms__gateway="twilio", sms__from_number=fake_twilio.phone_number,
-                       escalation__tick="PT1S", hub__public_base_url=f"http://127.0.0.1:{port}")
+                       escalation__tick="PT1S", hub__public_base_url=f"http://127.0.0.1:{port}",
+                       security__rate_limit_storage="database")  # the scan covers the rate-limit counts too
     hub.env.update(HUB_SECRET_KEY="s" * 48, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
                    TWILIO_AUTH_TOKEN=fake_twilio.auth_tokens[0], HUB_TWILIO_API_BASE=fake_twilio.base_url)
     fake_twilio.auto_status = ("sent", "delivered")

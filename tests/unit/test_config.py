@@ -173,7 +173,27 @@ def test_security_settings_and_their_defaults(tmp_path):
     assert settings.security.session_idle == dt.timedelta(minutes=30)
     assert settings.security.require_totp_roles == ("coordinator", "agency_admin", "hub_admin")
     assert settings.security.rate_limit_storage == "memory://" and settings.security.trusted_proxies == 0
+    shared = load_settings(write_config(tmp_path, security__rate_limit_storage="database"), env={"HUB_SECRET_KEY": "s" * 40})
+    assert shared.security.rate_limit_storage == "database"
     for bad in ({"security__require_totp_roles": ["admin"]}, {"security__trusted_proxies": -1},
                 {"security__rate_limit_storage": "memory"}, {"security__lockout_after": 5}):
         with pytest.raises(ConfigError, match=r"security"):
             load_settings(write_config(tmp_path, **bad), env={"HUB_SECRET_KEY": "s" * 40})
+
+
+def test_webhooks_seen_for_defaults_to_thirty_days_and_refuses_less_than_a_day(tmp_path):
+    settings = load_settings(write_config(tmp_path), env={"HUB_SECRET_KEY": "s" * 40})
+    assert settings.retention_webhooks_seen_for == dt.timedelta(days=30)
+    longer = load_settings(write_config(tmp_path, retention__webhooks_seen_for="P90D"), env={"HUB_SECRET_KEY": "s" * 40})
+    assert longer.retention_webhooks_seen_for == dt.timedelta(days=90)
+    with pytest.raises(ConfigError, match=r"retention\.webhooks_seen_for must be at least P1D"):
+        load_settings(write_config(tmp_path, retention__webhooks_seen_for="PT1H"), env={"HUB_SECRET_KEY": "s" * 40})
+
+
+def test_a_previous_secret_key_is_read_and_checked(tmp_path):
+    env = {"HUB_SECRET_KEY": "s" * 40, "HUB_SECRET_KEY_PREVIOUS": "p" * 40}
+    settings = load_settings(write_config(tmp_path), env=env)
+    assert settings.totp_keys == ("s" * 40, "p" * 40)
+    for bad in ("short", "s" * 40):
+        with pytest.raises(ConfigError, match="HUB_SECRET_KEY_PREVIOUS"):
+            load_settings(write_config(tmp_path), env={**env, "HUB_SECRET_KEY_PREVIOUS": bad})
