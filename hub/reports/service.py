@@ -36,7 +36,6 @@ import csv
 import datetime as dt
 import io
 import re
-import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -50,7 +49,7 @@ from sqlalchemy.types import Integer
 from hub import access
 from hub.accounts.models import User
 from hub.audit.service import record as audit
-from hub.clock import ensure_utc, rfc3339
+from hub.clock import days_later, ensure_utc, rfc3339, zone
 from hub.config import Settings, TaskForce
 from hub.directory.models import Agency, Contact
 from hub.errors import BadInput, Forbidden
@@ -111,13 +110,6 @@ class Window:
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def zone(name: str | dt.tzinfo | None) -> dt.tzinfo:
-    """The hub's time zone (``[hub] timezone``, validated by hub.config) as a tzinfo."""
-    if isinstance(name, dt.tzinfo):
-        return name
-    return zoneinfo.ZoneInfo(name or "UTC")
-
-
 def parse_when(text: str | None, name: str, tz: str | dt.tzinfo | None = None) -> dt.datetime | None:
     """A date (midnight in the hub's time zone ``tz``) or an RFC 3339 time with a zone; BadInput otherwise."""
     if text is None or text == "":
@@ -143,9 +135,9 @@ def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: 
     end = parse_when(end, "to", tz) if not isinstance(end, dt.datetime) else ensure_utc(end)
     try:
         if end is None:
-            end = now if start is None else _days_later(start, DEFAULT_DAYS, tz)
+            end = now if start is None else days_later(start, DEFAULT_DAYS, tz)
         if start is None:
-            start = _days_later(end, -DEFAULT_DAYS, tz)
+            start = days_later(end, -DEFAULT_DAYS, tz)
     except OverflowError:  # a window running past year 1 or 9999
         raise BadInput("'from' and 'to' must lie between the years 1 and 9999", code="invalid_field") from None
     if end <= start:
@@ -153,19 +145,6 @@ def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: 
     if end - start > dt.timedelta(days=MAX_DAYS):
         raise BadInput(f"a report covers at most {MAX_DAYS} days; ask for a shorter window", code="invalid_field")
     return Window(start, end)
-
-
-def _days_later(when: dt.datetime, days: int, tz) -> dt.datetime:
-    """The same wall-clock time ``days`` later in ``tz`` (midnight stays midnight across a zone's shifts)."""
-    local = when.astimezone(zone(tz)).replace(tzinfo=None) + dt.timedelta(days=days)
-    return ensure_utc(local.replace(tzinfo=zone(tz)))
-
-
-def local_day(when: dt.datetime | str, tz: str | dt.tzinfo | None) -> dt.date:
-    """The calendar day of an instant in the hub's time zone (what a person reads as the date)."""
-    if isinstance(when, str):
-        when = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return when.astimezone(zone(tz)).date()
 
 
 def scope_for(session: Session, principal, province: str | None, *, taskforce: str | None = None,
