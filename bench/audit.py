@@ -10,7 +10,7 @@ scratch databases (migrated as in production) and drops them at the end. Targets
   every 0.5 s, until every entry has its leaf index, takes at most 1.5x the same appends with no
   sequencer (both in this run, the same schema and rows, each twice, alternated; best of each);
 - verify over M entries, in entries per second, is at least a third of the rate of hashing the
-  same leaf bytes with hashlib in a loop;
+  same leaf bytes with hashlib in a loop (each twice, alternated; best of each);
 - an inclusion proof at M entries takes fewer than 20 database round trips.
 """
 from __future__ import annotations
@@ -140,20 +140,24 @@ def bench_verify_and_proofs(admin_url: str, n: int, tmp: Path) -> dict:
             conn.execute(sa.text("ANALYZE"))  # what autovacuum does after a bulk load
 
         with sessions() as s:
-            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            t = time.perf_counter()
-            verdict = verify(s, verifier=keys.verifier_line(settings), now=T0, interval=settings.checkpoint_every)
-            out["verify_s"] = time.perf_counter() - t
-        assert verdict.ok and verdict.leaves == n, verdict.problem
-        out["verify_per_s"] = n / out["verify_s"]
-
-        with sessions() as s:
             leaves = [store.leaf_of_row(r) for r in s.execute(sa.select(*store.leaf_columns(s)))]
         sha = hashlib.sha256
-        t = time.perf_counter()
-        for b in leaves:
-            sha(b"\x00" + b).digest()
-        out["hashlib_s"] = time.perf_counter() - t
+        verify_runs, hashlib_runs = [], []
+        for _ in range(2):  # alternated, each twice, best of each: the machine is shared
+            with sessions() as s:
+                s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+                t = time.perf_counter()
+                verdict = verify(s, verifier=keys.verifier_line(settings), now=T0,
+                                 interval=settings.checkpoint_every)
+                verify_runs.append(time.perf_counter() - t)
+            assert verdict.ok and verdict.leaves == n, verdict.problem
+            t = time.perf_counter()
+            for b in leaves:
+                sha(b"\x00" + b).digest()
+            hashlib_runs.append(time.perf_counter() - t)
+        out["verify_runs"], out["hashlib_runs"] = verify_runs, hashlib_runs
+        out["verify_s"], out["hashlib_s"] = min(verify_runs), min(hashlib_runs)
+        out["verify_per_s"] = n / out["verify_s"]
         out["hashlib_per_s"] = n / out["hashlib_s"]
         out["verify_vs_hashlib"] = out["verify_per_s"] / out["hashlib_per_s"]
         del leaves
@@ -197,8 +201,10 @@ def main(argv=None) -> None:
               f"{a['sequenced']:.1f} s and {a['sequenced_again']:.1f} s -> best {a['ratio']:.2f}x best (target <= 1.5x)",
               flush=True)
         v = bench_verify_and_proofs(admin_url, args.verify, tmp)
-        print(f"verify {args.verify:,} entries: {v['verify_s']:.1f} s = {v['verify_per_s']:,.0f} entries/s; hashlib over"
-              f" the same leaf bytes {v['hashlib_per_s']:,.0f}/s -> {v['verify_vs_hashlib']:.2f} of it (target >= 0.33)"
+        runs = lambda xs: " and ".join(f"{x:.2f} s" for x in xs)  # noqa: E731
+        print(f"verify {args.verify:,} entries: {runs(v['verify_runs'])}, best {v['verify_per_s']:,.0f} entries/s;"
+              f" hashlib over the same leaf bytes {runs(v['hashlib_runs'])}, best {v['hashlib_per_s']:,.0f}/s"
+              f" -> {v['verify_vs_hashlib']:.2f} of it (target >= 0.33)"
               f"  [load {v['load_s']:.0f} s, first sequencing {v['sequence_s']:.0f} s]")
         print(f"inclusion proof at {args.verify:,} entries: {v['inclusion_round_trips']} database round trips"
               f" (target < 20); consistency proof: {v['consistency_round_trips']}")

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import re
-import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -50,7 +50,7 @@ from sqlalchemy.types import Integer
 from hub import access
 from hub.accounts.models import User
 from hub.audit.service import record as audit
-from hub.clock import ensure_utc, rfc3339
+from hub.clock import days_later, ensure_utc, rfc3339, zone
 from hub.config import Settings, TaskForce
 from hub.directory.models import Agency, Contact
 from hub.errors import BadInput, Forbidden
@@ -111,13 +111,6 @@ class Window:
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def zone(name: str | dt.tzinfo | None) -> dt.tzinfo:
-    """The hub's time zone (``[hub] timezone``, validated by hub.config) as a tzinfo."""
-    if isinstance(name, dt.tzinfo):
-        return name
-    return zoneinfo.ZoneInfo(name or "UTC")
-
-
 def parse_when(text: str | None, name: str, tz: str | dt.tzinfo | None = None) -> dt.datetime | None:
     """A date (midnight in the hub's time zone ``tz``) or an RFC 3339 time with a zone; BadInput otherwise."""
     if text is None or text == "":
@@ -143,9 +136,9 @@ def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: 
     end = parse_when(end, "to", tz) if not isinstance(end, dt.datetime) else ensure_utc(end)
     try:
         if end is None:
-            end = now if start is None else _days_later(start, DEFAULT_DAYS, tz)
+            end = now if start is None else days_later(start, DEFAULT_DAYS, tz)
         if start is None:
-            start = _days_later(end, -DEFAULT_DAYS, tz)
+            start = days_later(end, -DEFAULT_DAYS, tz)
     except OverflowError:  # a window running past year 1 or 9999
         raise BadInput("'from' and 'to' must lie between the years 1 and 9999", code="invalid_field") from None
     if end <= start:
@@ -153,19 +146,6 @@ def window(start: str | dt.datetime | None, end: str | dt.datetime | None, now: 
     if end - start > dt.timedelta(days=MAX_DAYS):
         raise BadInput(f"a report covers at most {MAX_DAYS} days; ask for a shorter window", code="invalid_field")
     return Window(start, end)
-
-
-def _days_later(when: dt.datetime, days: int, tz) -> dt.datetime:
-    """The same wall-clock time ``days`` later in ``tz`` (midnight stays midnight across a zone's shifts)."""
-    local = when.astimezone(zone(tz)).replace(tzinfo=None) + dt.timedelta(days=days)
-    return ensure_utc(local.replace(tzinfo=zone(tz)))
-
-
-def local_day(when: dt.datetime | str, tz: str | dt.tzinfo | None) -> dt.date:
-    """The calendar day of an instant in the hub's time zone (what a person reads as the date)."""
-    if isinstance(when, str):
-        when = dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
-    return when.astimezone(zone(tz)).date()
 
 
 def scope_for(session: Session, principal, province: str | None, *, taskforce: str | None = None,
@@ -270,86 +250,124 @@ GROUPINGS = (("all", None), ("agency", "agency"), ("province", "province"))
 METRICS = ("fa", "dec")
 
 
-def _counts(f, steps: int) -> dict[str, Any]:
-    """Every figure but the percentiles, as aggregates of one group of ``f`` (COUNT ... FILTER on both
-    backends): one pass over the window's referrals, no join."""
+# The columns the counts are grouped by, beside the agency (and its province): every count of a state, an
+# outcome or a ladder step is a sum of these groups' sizes (``_add_group``), done in Python.
+GROUP_KEYS = ("status", "outcome", "fired")
+
+
+def _counts(f) -> dict[str, Any]:
+    """The counts of one group of ``f`` by agency and GROUP_KEYS that are not the keys' own: one pass over the
+    window's referrals, no join, a dozen COUNT ... FILTER."""
     def n(cond):
         return sa.func.count().filter(cond)
 
     values: dict[str, Any] = {"total": sa.func.count()}
-    values.update({f"s_{s}": n(f.c.status == s) for s in STATES})
-    values.update({f"o_{o}": n(f.c.outcome == o) for o in OUTCOMES})
     values["accepted"] = n(f.c.accepted)
-    values["declined"] = n(f.c.status == "declined")
-    values["unanswered"] = n(f.c.fa.is_(None))
     values["late"] = n(f.c.late)
     values["on_time"] = n(f.c.on_time)
     for metric in METRICS:
         values[f"{metric}_count"] = sa.func.count(f.c[metric])
     lower = None
-    for i, le in enumerate((*HISTOGRAM_S, None)):
-        cond = [f.c.fa.is_not(None)] + ([f.c.fa > lower] if lower is not None else []) + \
-            ([f.c.fa <= le] if le is not None else [])
-        values[f"h_{i}"] = n(sa.and_(*cond))
+    for i, le in enumerate((*HISTOGRAM_S, None)):  # a NULL fa (no answer) compares to nothing: in no bucket
+        values[f"h_{i}"] = n(sa.and_(*([f.c.fa > lower] if lower is not None else []),
+                                     *([f.c.fa <= le] if le is not None else [])))
         lower = le
-    for step in range(steps):  # (referral, clock) pairs: the step's bit on each clock
-        values[f"step_{step}"] = sum((n(f.c.fired.op("&")(sa.literal(ladder_bit(clock, step), sa.BigInteger)) != 0)
-                                      for clock in CLOCKS), sa.literal(0))
     return values
+
+
+def _add_group(total: dict[str, int], row, steps: int) -> None:
+    """Add one group's row (GROUP_KEYS and _counts') to ``total``, a grouping's counts."""
+    size = int(row["total"])
+    for name in ("total", "accepted", "late", "on_time", *(f"{m}_count" for m in METRICS),
+                 *(f"h_{i}" for i in range(len(HISTOGRAM_S) + 1))):
+        total[name] += int(row[name])
+    total[f"s_{row['status']}"] += size
+    if row["outcome"] is not None:
+        total[f"o_{row['outcome']}"] += size
+    if row["status"] == "declined":
+        total["declined"] += size
+    fired = int(row["fired"] or 0)
+    if fired:
+        for step in range(steps):  # (referral, clock) pairs: the step's bit on each clock
+            total[f"step_{step}"] += size * (fired & _step_mask(step)).bit_count()
+
+
+@functools.cache
+def _step_mask(step: int) -> int:
+    """The bits of referral.ladder_fired that say ``step`` fired, one per clock."""
+    return sum(ladder_bit(clock, step) for clock in CLOCKS)
+
+
+def _zero_counts(steps: int) -> dict[str, int]:
+    names = ["total", "accepted", "declined", "late", "on_time", *(f"{m}_count" for m in METRICS),
+             *(f"h_{i}" for i in range(len(HISTOGRAM_S) + 1)), *(f"s_{s}" for s in STATES),
+             *(f"o_{o}" for o in OUTCOMES), *(f"step_{i}" for i in range(steps))]
+    return dict.fromkeys(names, 0)
 
 
 PERCENTILE_COLUMNS = tuple(f"{m}_p{p}" for m in METRICS for p in PERCENTILES)
 
 
-def _branch(kind: str, key, values: dict[str, Any], names: tuple[str, ...]) -> sa.Select:
-    """One grouping's row: ``kind``, ``key``, then every column of ``names`` (NULL where not computed)."""
-    return sa.select(sa.literal_column(f"'{kind}'", sa.String).label("kind"),
+def _branch(kind, key, values: dict[str, Any], names: tuple[str, ...]) -> sa.Select:
+    """One grouping's row: ``kind`` (a name, or an expression giving it), ``key``, then every column of ``names``
+    (NULL where not computed)."""
+    return sa.select((sa.literal_column(f"'{kind}'", sa.String) if isinstance(kind, str) else kind).label("kind"),
                      (sa.cast(key, sa.String) if key is not None else sa.cast(sa.null(), sa.String)).label("key"),
                      (sa.cast(values["province"], sa.String) if "province" in values
                       else sa.cast(sa.null(), sa.String)).label("province"),
-                     *[(values[n] if n in values else sa.cast(sa.null(), sa.BigInteger)).label(n) for n in names])
+                     *[(values[n] if n in values else sa.cast(sa.null(), _TYPES.get(n, sa.BigInteger))).label(n)
+                       for n in names])
+
+
+_TYPES = {"status": sa.String, "outcome": sa.String}
 
 
 def _statement(taskforce: TaskForce | None, by_agency: bool, steps: int, postgresql: bool) -> sa.CompoundSelect:
     """The summary's statement: the window's facts read once (a CTE), then
 
-    - per receiving agency (and its province): every count;
-    - per agency, for the whole scope and (national view) per province: the percentiles. The counts of
-      the scope and of a province are the sums of their agencies' (``_figures`` adds them up).
+    - per receiving agency (and its province), state, outcome and ladder record: the counts. Every count
+      of an agency, a province or the whole scope is a sum of these groups' (``_figures`` adds them up);
+    - per agency, for the whole scope and (national view) per province: the percentiles, which are not
+      sums: on PostgreSQL one GROUPING SETS aggregate (one sort), on SQLite a branch each.
 
     Percentiles by nearest rank: PostgreSQL's ``percentile_disc``; elsewhere (SQLite) the value at the first
     rank r, in ``row_number()`` order, with r * 100 >= p * n, which is the same thing
     (tests/integration/test_reports.py holds both to the figures computed by hand)."""
     f = _facts(taskforce, by_agency, postgresql).cte("f")
-    names = tuple(_counts(f, steps)) + PERCENTILE_COLUMNS
+    names = GROUP_KEYS + tuple(_counts(f)) + PERCENTILE_COLUMNS
     groupings = [("agency", "agency"), ("all", None)] + ([] if by_agency else [("province", "province")])
     branches = []
-    for kind, key in groupings:
-        if postgresql:
-            source, values = f, {}
-            for metric in METRICS:
-                for p in PERCENTILES:
-                    values[f"{metric}_p{p}"] = sa.func.percentile_disc(p / 100).within_group(f.c[metric])
-        else:
-            part = [f.c[key]] if key else []
-            windows = []
-            for metric in METRICS:
-                value = f.c[metric]
-                windows += [sa.func.row_number().over(partition_by=[*part, value.is_(None)], order_by=value)
-                            .label(f"rn_{metric}"),
-                            sa.func.count(value).over(partition_by=part or None).label(f"n_{metric}")]
-            source = sa.select(f, *windows).subquery(f"ranked_{kind}")
-            values = {}
-            for metric in METRICS:
-                value, rn, n = source.c[metric], source.c[f"rn_{metric}"], source.c[f"n_{metric}"]
-                for p in PERCENTILES:
-                    values[f"{metric}_p{p}"] = sa.func.min(
-                        sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
+    if postgresql:  # one sort for all the groupings: GROUPING SETS
+        values = {f"{metric}_p{p}": sa.func.percentile_disc(p / 100).within_group(f.c[metric])
+                  for metric in METRICS for p in PERCENTILES}
+        sets = [sa.tuple_(f.c[key]) if key else sa.tuple_() for _kind, key in groupings]
+        kind = sa.case((sa.func.grouping(f.c.agency) == 0, "agency"),
+                       *([] if by_agency else [(sa.func.grouping(f.c.province) == 0, "province")]), else_="all")
+        key = f.c.agency if by_agency else sa.func.coalesce(f.c.agency, f.c.province)  # NULL where grouped away
+        branches.append(_branch(kind, key, values, names)
+                        .select_from(f).group_by(sa.func.grouping_sets(*sets)))
+    for kind, key in groupings if not postgresql else ():
+        part = [f.c[key]] if key else []
+        windows = []
+        for metric in METRICS:
+            value = f.c[metric]
+            windows += [sa.func.row_number().over(partition_by=[*part, value.is_(None)], order_by=value)
+                        .label(f"rn_{metric}"),
+                        sa.func.count(value).over(partition_by=part or None).label(f"n_{metric}")]
+        source = sa.select(f, *windows).subquery(f"ranked_{kind}")
+        values = {}
+        for metric in METRICS:
+            value, rn, n = source.c[metric], source.c[f"rn_{metric}"], source.c[f"n_{metric}"]
+            for p in PERCENTILES:
+                values[f"{metric}_p{p}"] = sa.func.min(
+                    sa.case((sa.and_(value.is_not(None), rn * 100 >= p * n), value)))
         stmt = _branch(kind, source.c[key] if key else None, values, names).select_from(source)
         branches.append(stmt.group_by(source.c[key]) if key else stmt)
-    # The counts per agency in a grouping of their own: with no ordered-set aggregate it needs no sort.
-    counts = {**_counts(f, steps), "province": f.c.province}
-    branches.insert(0, _branch("counts", f.c.agency, counts, names).group_by(f.c.agency, f.c.province))
+    # The counts per agency and GROUP_KEYS in a grouping of their own: with no ordered-set aggregate it needs
+    # no sort.
+    keys = [f.c[k] for k in GROUP_KEYS]
+    counts = {**_counts(f), "province": f.c.province, **dict(zip(GROUP_KEYS, keys))}
+    branches.insert(0, _branch("counts", f.c.agency, counts, names).group_by(f.c.agency, f.c.province, *keys))
     return sa.union_all(*branches)
 
 
@@ -378,23 +396,21 @@ def statement_params(session: Session, scope: Scope, win: Window, now: dt.dateti
 
 
 def _figures(session: Session, scope: Scope, win: Window, now: dt.datetime, steps: list[int]):
-    """Every figure of every grouping from one statement reading the window once; the counts of the whole
-    scope and of each province are the sums of their agencies'.
+    """Every figure of every grouping from one statement reading the window once; the counts of each agency,
+    each province and the whole scope are the sums of their groups' (agency, state, outcome, ladder record).
 
     Returns ({kind: {key: figures}}, histogram).
     """
     stmt, params = statement_params(session, scope, win, now, len(steps))
-    rows = list(session.execute(stmt, params).mappings())
-    counted = [name for name in rows[0].keys() if name not in ("kind", "key", "province", *PERCENTILE_COLUMNS)] \
-        if rows else []
     sums: dict[tuple[str, Any], dict[str, int]] = {}
     percentiles: dict[tuple[str, Any], Any] = {}
-    for row in rows:
+    for row in session.execute(stmt, params).mappings():
         if row["kind"] == "counts":
             for target in (("agency", row["key"]), ("all", None), ("province", row["province"])):
-                total = sums.setdefault(target, dict.fromkeys(counted, 0))
-                for name in counted:
-                    total[name] += int(row[name] or 0)
+                total = sums.get(target)
+                if total is None:
+                    total = sums[target] = _zero_counts(len(steps))
+                _add_group(total, row, len(steps))
         else:
             percentiles[(row["kind"], row["key"])] = row
     out: dict[str, dict[Any, dict]] = {kind: {} for kind, _key in GROUPINGS}
@@ -417,6 +433,7 @@ def _figure(row: dict[str, int], ranks, steps: list[int]) -> dict[str, Any]:
     fig["outcomes"] = {o: row[f"o_{o}"] for o in OUTCOMES}
     acc, dec = row["accepted"], row["declined"]
     fig["acceptance_rate"] = _rate(acc, acc + dec)
+    row = {**row, "unanswered": total - row["fa_count"]}  # no first answer: no time to it
     for name in ("unanswered", "late", "on_time"):
         fig[f"{name}_share"] = _rate(row[name], total)
     for metric, name in (("fa", "first_answer_s"), ("dec", "decision_s")):

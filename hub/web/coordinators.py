@@ -20,6 +20,7 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from pygal.style import Style
 
+from hub.clock import local_day, parse_rfc3339
 from hub.faces import current, db, writes
 from hub.errors import BadInput, HubError
 from hub.escalation import service as escalation
@@ -130,7 +131,7 @@ def reports_page():
     return render_template("web/coordinators/reports.html", r=report, charts=charts(report),
                            national=scope.national, own_province=scope.province, provinces=PROVINCES,
                            taskforces=current().settings.taskforces, args=request.args,
-                           shown_from=reports.local_day(report["from"], tz).isoformat(),
+                           shown_from=local_day(report["from"], tz).isoformat(),
                            shown_to=_shown_to(report, tz), csv_args={k: v for k, v in request.args.items()
                                                                     if k in ("from", "to", "province", "taskforce")})
 
@@ -151,8 +152,7 @@ def reports_csv():
 def _shown_to(report: dict, tz: str) -> str:
     """The window's last day in the hub's time zone, inclusive, as people say it ([from, to) ends the day
     before ``to``)."""
-    end = dt.datetime.fromisoformat(report["to"].replace("Z", "+00:00"))
-    return reports.local_day(end - dt.timedelta(seconds=1), tz).isoformat()
+    return local_day(parse_rfc3339(report["to"]) - dt.timedelta(seconds=1), tz).isoformat()
 
 
 # -- charts --------------------------------------------------------------------------------------

@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-import zoneinfo
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from hub import packets
 from hub import access
-from hub.clock import rfc3339
+from hub.clock import from_local, parse_rfc3339, rfc3339, to_local
 from hub.faces import current, db, writes
 from hub.directory import service as directory
 from hub.errors import BadInput, HubError, NotFound
@@ -53,20 +52,15 @@ def body_json(body: dict) -> bytes:
 
 
 def _local_to_utc(value: dt.datetime | None) -> str | None:
-    if value is None:
-        return None
-    zone = zoneinfo.ZoneInfo(current().settings.timezone)
-    return rfc3339(value.replace(tzinfo=zone).astimezone(dt.timezone.utc))
+    return None if value is None else rfc3339(from_local(value, current().settings.timezone))
 
 
 def _utc_to_local(text: str | None) -> dt.datetime | None:
     try:
-        value = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
+        value = parse_rfc3339(str(text))
+    except ValueError:  # not a time, or one without a zone
         return None
-    if value.tzinfo is None:
-        return None
-    return value.astimezone(zoneinfo.ZoneInfo(current().settings.timezone)).replace(tzinfo=None, second=0)
+    return to_local(value, current().settings.timezone).replace(second=0)
 
 
 def build_body(form: forms.ReferralForm, *, officer, agency_id: str, now: dt.datetime, attachments: list[dict],

@@ -55,6 +55,38 @@ def test_the_chunked_pass_checks_a_sound_log(pg_only, db, settings, monkeypatch,
     assert (verdict.leaves, verdict.checkpoints, verdict.latest) == (821, 6, 821)
 
 
+def test_plain_entries_are_spelled_once_and_odd_ones_again_exactly(pg_only, db, settings, monkeypatch):
+    monkeypatch.setattr(verify_module, "FAST_CHUNK", 1 << 5)
+    with session_scope(db) as s:  # 64 plain entries, then 32 with strings JSON escapes
+        for i in range(96):
+            actor = "user:plain ស្ថានភាព" if i < 64 else f"user:{ODD[i % len(ODD)]}"
+            record(s, at=T0 + dt.timedelta(seconds=i, microseconds=i * 7919), actor=actor, action="test.entry",
+                   referral_id=None, packet_sha256=None, detail={"i": i})
+    sequencer.tick(db, T0, settings=settings)
+    verdict = _verify(db, settings)
+    assert verdict.ok, verdict.problem
+    assert (verdict.figures["pass"], verdict.figures["respelled"], verdict.leaves) == ("chunks", 1, 96)
+
+
+def test_an_entry_rewritten_as_its_own_escaped_spelling_is_found(pg_only, db, engine, settings, monkeypatch):
+    # The leaf bytes of actor 'user:say "hi"' hold user:say \"hi\": an actor rewritten to those
+    # characters must not pass for the original.
+    monkeypatch.setattr(verify_module, "FAST_CHUNK", 1 << 5)
+    with session_scope(db) as s:
+        for i in range(40):
+            record(s, at=T0 + dt.timedelta(seconds=i), actor='user:say "hi"' if i == 33 else "user:plain",
+                   action="test.entry", referral_id=None, packet_sha256=None, detail={"i": i})
+    sequencer.tick(db, T0, settings=settings)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE audit_entry DISABLE TRIGGER USER"))
+        conn.execute(sa.text("UPDATE audit_entry SET actor = :a WHERE leaf_index = 33"), {"a": 'user:say \\"hi\\"'})
+        conn.execute(sa.text("ALTER TABLE audit_entry ENABLE TRIGGER USER"))
+        seq = conn.execute(sa.text("SELECT seq FROM audit_entry WHERE leaf_index = 33")).scalar_one()
+    verdict = _verify(db, settings)
+    assert not verdict.ok and verdict.figures["pass"] == "entries"
+    assert f"entry seq {seq} (leaf index 33) does not match its leaf hash" in verdict.problem
+
+
 @pytest.mark.parametrize("tamper", ["entry", "leaf hash", "subtree"])
 def test_a_doubt_in_a_chunk_is_named_by_the_entry_by_entry_pass(pg_only, db, engine, settings, monkeypatch, tamper):
     monkeypatch.setattr(verify_module, "FAST_CHUNK", 1 << 5)
