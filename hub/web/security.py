@@ -13,14 +13,21 @@ that slows down wrong passwords (and lets a known device through) is the account
 
 The client address is the TCP peer unless ``trusted_proxies`` says how many proxies in front
 set X-Forwarded-For (werkzeug's ProxyFix then takes the address they saw).
+
+Every limit is a route's own (a decorator), checked once per request; there are no default or
+application-wide limits, so Flask-Limiter's before-request pass, which looks for those, is not
+registered. ``memory://`` is limits' in-process storage with its clean-up at most once a second.
 """
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 from flask import Flask, render_template, request
 from flask_babel import gettext as _
 from flask_limiter import Limiter
+from limits.storage import MemoryStorage
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hub.api.common import SESSION_COOKIE
@@ -80,13 +87,44 @@ def _too_many(exc):
                                      "Wait a minute, then try again.")), 429
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-process storage (what ``memory://`` names), its expired counters swept at most once a
+    second. The library's own starts a timer thread for the sweep on a hit whenever the last one has
+    ended, 10 ms after it began: under steady traffic, a thread per request. A counter past its
+    window is still dropped at its next read (MemoryStorage.get), so every limit counts the same."""
+
+    STORAGE_SCHEME = ["refhub-memory"]
+    SWEEP_EVERY = 1.0  # seconds
+
+    def __init__(self, uri: str | None = None, **options):
+        self._next_sweep = 0.0
+        super().__init__(uri, **options)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # MemoryStorage.__schedule_expiry, on a hit
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP_EVERY
+        if not self.timer.is_alive():
+            self.timer = threading.Timer(0.01, self._MemoryStorage__expire_events)
+            self.timer.start()
+
+
+def storage_uri(configured: str) -> str:
+    """The limits storage for ``rate_limit_storage``: ``memory://`` is :class:`SweptMemoryStorage`."""
+    scheme, rest = configured.split("://", 1)
+    return f"{SweptMemoryStorage.STORAGE_SCHEME[0]}://{rest}" if scheme == "memory" else configured
+
+
 def init_rate_limits(app: Flask, security: SecuritySettings) -> Limiter:
     """Trust X-Forwarded-For only as far as configured, then put each limit on its routes (after the
     blueprints are registered)."""
     if security.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=security.trusted_proxies, x_proto=security.trusted_proxies)
-    limiter = Limiter(client_address, app=app, storage_uri=security.rate_limit_storage, headers_enabled=True,
-                      strategy="fixed-window")
+    limiter = Limiter(client_address, app=app, storage_uri=storage_uri(security.rate_limit_storage),
+                      headers_enabled=True, strategy="fixed-window")
+    # Its before-request pass checks default and application-wide limits: the hub sets none.
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
     by_path = (("/webhooks/", security.webhook_rate_limit), ("/sms/", security.webhook_rate_limit),
                ("/a/", security.onetap_rate_limit), ("/invite/", security.invite_rate_limit))
     done: set[str] = set()
