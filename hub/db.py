@@ -300,7 +300,7 @@ class _Chain:
             names = ", ".join(quote(c.name) for c in columns)
             self.columns.append([(key, c.name, _conversion(c.type, dialect)) for key, c in zip(rows[0], columns)])
             table_name = dialect.identifier_preparer.format_table(table)
-            ctes.append(f"w{i} AS (INSERT INTO {table_name} ({names}) SELECT {names} "
+            ctes.append(f"w{i} AS (INSERT INTO {table_name} ({names}) SELECT {names} "  # nosec B608: schema names only
                         f"FROM jsonb_populate_recordset(NULL::{table_name}, CAST(:w{i} AS JSONB))"
                         + (" ON CONFLICT DO NOTHING" if conflict_ok else "") + " RETURNING 1)")
         self.statement = sa.text("WITH " + ", ".join(ctes) + " SELECT 1")
