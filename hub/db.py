@@ -5,7 +5,6 @@ import contextlib
 import datetime as dt
 import json
 import random
-import re
 import time
 from typing import Any, Iterator
 
@@ -211,15 +210,24 @@ class InsertChain:
 
     On PostgreSQL they go in ONE statement, a chain of data-modifying CTEs
     (``WITH w0 AS (INSERT ... RETURNING 1), w1 AS (...) SELECT 1``): one round trip for
-    what would be one per table. Every sub-statement runs to completion, and foreign
-    keys are checked at the end of the statement, so a row may point at one the same
-    chain inserts. A unique constraint that refuses raises IntegrityError naming it, as
-    a lone INSERT would. Elsewhere (SQLite, in process: no round trips to save) each
-    table's rows are one INSERT, in the order they were added.
+    what would be one per table. Each table's rows travel as one JSON parameter, which
+    ``jsonb_populate_recordset`` turns into rows of the table's own column types: a
+    parameter per table rather than per value, and the same text for any number of rows,
+    so psycopg converts the statement once (it caches only statements of at most 50
+    parameters) and prepares it on the server after a few runs. Every sub-statement runs
+    to completion, and foreign keys are checked at the end of the statement, so a row may
+    point at one the same chain inserts. A unique constraint that refuses raises
+    IntegrityError naming it, as a lone INSERT would. Elsewhere (SQLite, in process: no
+    round trips to save) each table's rows are one INSERT, in the order they were added,
+    compiled once and sent as the driver's SQL with a tuple a row.
+
+    Either way the values are converted by their columns' own types first (the UTC and
+    JSON conversions apply as in any statement); on PostgreSQL they are then spelled as
+    JSON, a time in ISO 8601 and bytes in PostgreSQL's hex form. The engine's events see
+    every statement (the SQLite write lock, the read-only guard, the bench's counter).
 
     ``conflict_ok``: ``ON CONFLICT DO NOTHING`` (a row that exists already is skipped).
-    The statements are built once per shape (tables, columns, row counts) and reused,
-    so each compiles once per engine.
+    The statements are built once per shape (tables and their columns) and reused.
     """
 
     def __init__(self) -> None:
@@ -239,57 +247,90 @@ class InsertChain:
             return
         if conn.dialect.name != "postgresql":
             for table, rows, conflict_ok in parts:
-                conn.execute(_single_insert(conn.dialect.name, table, conflict_ok), rows if len(rows) > 1 else rows[0])
+                insert = _cached(_INSERTS, (conn.dialect.name, table.name, tuple(rows[0]), conflict_ok),
+                                 lambda: _Insert(table, rows[0], conflict_ok, conn.dialect))
+                insert.run(conn, rows)
             return
-        shape = tuple((table.name, tuple(rows[0]), len(rows), conflict_ok) for table, rows, conflict_ok in parts)
-        stmt = _CHAINS.get(shape)
-        if stmt is None:
-            if len(_CHAINS) > 64:
-                _CHAINS.clear()
-            stmt = _CHAINS[shape] = _chain_statement(parts)
-        params: dict[str, Any] = {}
-        for i, (_table, rows, _ok) in enumerate(parts):
-            for j, row in enumerate(rows):
-                for name, value in row.items():
-                    params[f"w{i}_{j}_{name}"] = value
-        conn.execute(stmt, params)
+        shape = tuple((table.name, tuple(rows[0]), conflict_ok) for table, rows, conflict_ok in parts)
+        chain = _cached(_CHAINS, shape, lambda: _Chain(parts, conn.dialect))
+        conn.execute(chain.statement, chain.params(parts))
 
 
-_CHAINS: dict[tuple, sa.TextClause] = {}
-_SINGLE: dict[tuple, sa.Insert] = {}
+def _cached(cache: dict, key: tuple, build):
+    found = cache.get(key)
+    if found is None:
+        if len(cache) > 64:
+            cache.clear()
+        found = cache[key] = build()
+    return found
 
 
-def _single_insert(dialect: str, table: sa.Table, conflict_ok: bool) -> sa.Insert:
-    key = (dialect, table.name, conflict_ok)
-    stmt = _SINGLE.get(key)
-    if stmt is None:
+class _Insert:
+    """One table's INSERT of InsertChain elsewhere than on PostgreSQL, compiled once: its SQL and its
+    columns' conversions (the types' own, as a compiled statement would apply them), sent as the
+    driver's SQL with one tuple a row (the engine's events still see it)."""
+
+    def __init__(self, table: sa.Table, row: dict[str, Any], conflict_ok: bool, dialect) -> None:
         if conflict_ok:
-            stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+            stmt = (postgresql if dialect.name == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
         else:
             stmt = sa.insert(table)
-        _SINGLE[key] = stmt
-    return stmt
+        compiled = stmt.compile(dialect=dialect, column_keys=list(row))
+        order = compiled.positiontup or []
+        if set(order) != set(row):  # a column default the statement would compute: not for a plain row
+            raise ValueError(f"InsertChain: {table.name} has columns with defaults outside the row: "
+                             f"{sorted(set(order) - set(row))}")
+        self.sql = compiled.string
+        self.columns = [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) for key in order]
+
+    def run(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        params = [tuple(row[key] if convert is None else convert(row[key]) for key, convert in self.columns)
+                  for row in rows]
+        conn.exec_driver_sql(self.sql, params if len(params) > 1 else params[0])
 
 
-def _chain_statement(parts) -> sa.TextClause:
-    """The chain as text with typed bind parameters: a multi-row INSERT has no cache key in
-    SQLAlchemy (it would compile on every run), a text clause has one (compiles once)."""
-    ctes, binds = [], []
-    for i, (table, rows, conflict_ok) in enumerate(parts):
-        names = list(rows[0])
-        values = []
-        for j in range(len(rows)):
-            row = {n: sa.bindparam(f"w{i}_{j}_{n}", type_=table.c[n].type) for n in names}
-            binds.extend(row.values())
-            values.append(row)
-        ins = postgresql.insert(table).values(values)
-        if conflict_ok:
-            ins = ins.on_conflict_do_nothing()
-        ctes.append(ins.returning(sa.literal_column("1")).cte(f"w{i}"))
-    sql = str(sa.select(sa.literal_column("1")).add_cte(*ctes).compile(dialect=_NAMED_PG))
-    sql = re.sub(r"(:w\d+_\d+_\w+)::", r"\1 ::", sql)  # ":name::TYPE" is no bind name to text(); ":name ::TYPE" is
-    # The bind parameters keep their column types: the UTC and JSON conversions still apply.
-    return sa.text(sql).bindparams(*binds)
+class _Chain:
+    """One shape of InsertChain on PostgreSQL: its statement, and how its rows become its parameters."""
+
+    def __init__(self, parts, dialect) -> None:
+        quote = dialect.identifier_preparer.quote
+        ctes, self.columns = [], []
+        for i, (table, rows, conflict_ok) in enumerate(parts):
+            columns = [table.c[key] for key in rows[0]]
+            names = ", ".join(quote(c.name) for c in columns)
+            self.columns.append([(key, c.name, _conversion(c.type, dialect)) for key, c in zip(rows[0], columns)])
+            table_name = dialect.identifier_preparer.format_table(table)
+            ctes.append(f"w{i} AS (INSERT INTO {table_name} ({names}) SELECT {names} "  # nosec B608: schema names only
+                        f"FROM jsonb_populate_recordset(NULL::{table_name}, CAST(:w{i} AS JSONB))"
+                        + (" ON CONFLICT DO NOTHING" if conflict_ok else "") + " RETURNING 1)")
+        self.statement = sa.text("WITH " + ", ".join(ctes) + " SELECT 1")
+
+    def params(self, parts) -> dict[str, str]:
+        out = {}
+        for i, (_table, rows, _ok) in enumerate(parts):
+            columns = self.columns[i]
+            out[f"w{i}"] = json.dumps(
+                [{name: (convert(row[key]) if convert is not None else row[key]) for key, name, convert in columns}
+                 for row in rows], ensure_ascii=False, separators=(",", ":"), default=_json_value)
+        return out
 
 
-_NAMED_PG = postgresql.dialect(paramstyle="named")
+def _conversion(type_: sa.types.TypeEngine, dialect) -> Any:
+    """The hub's own conversion of a column's values (a TypeDecorator's), or None; the driver's
+    adaptation (psycopg's Binary and the like) is JSON's here."""
+    if isinstance(type_, TypeDecorator):
+        return lambda value: type_.process_bind_param(value, dialect)
+    return None
+
+
+def _json_value(value: Any) -> str:
+    """What json.dumps cannot spell, as PostgreSQL reads it from text: times and bytes."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    raise TypeError(f"an InsertChain value of type {type(value).__name__} has no JSON spelling")
+
+
+_CHAINS: dict[tuple, _Chain] = {}
+_INSERTS: dict[tuple, _Insert] = {}

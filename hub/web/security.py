@@ -18,14 +18,21 @@ Where the counts live is ``rate_limit_storage``: ``memory://`` (each worker its 
 URI (Redis ...), or ``database`` (hub.ratelimits: the hub's own database, one count across
 workers). When a shared storage cannot be reached, each worker counts in memory until it can
 again: the limits still hold (per worker) and no one is refused because a counter is down.
+
+Every limit is a route's own (a decorator), checked once per request; there are no default or
+application-wide limits, so Flask-Limiter's before-request pass, which looks for those, is not
+registered. ``memory://`` is limits' in-process storage with its clean-up at most once a second.
 """
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 from flask import Flask, render_template, request
 from flask_babel import gettext as _
 from flask_limiter import Limiter
+from limits.storage import MemoryStorage
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -87,6 +94,35 @@ def _too_many(exc):
                                      "Wait a minute, then try again.")), 429
 
 
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-process storage (what ``memory://`` names), its expired counters swept at most once a
+    second. The library's own starts a timer thread for the sweep on a hit whenever the last one has
+    ended, 10 ms after it began: under steady traffic, a thread per request. A counter past its
+    window is still dropped at its next read (MemoryStorage.get), so every limit counts the same."""
+
+    STORAGE_SCHEME = ["refhub-memory"]
+    SWEEP_EVERY = 1.0  # seconds
+
+    def __init__(self, uri: str | None = None, **options):
+        self._next_sweep = 0.0
+        super().__init__(uri, **options)
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # MemoryStorage.__schedule_expiry, on a hit
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self.SWEEP_EVERY
+        if not self.timer.is_alive():
+            self.timer = threading.Timer(0.01, self._MemoryStorage__expire_events)
+            self.timer.start()
+
+
+def storage_uri(configured: str) -> str:
+    """The limits storage for ``rate_limit_storage``: ``memory://`` is :class:`SweptMemoryStorage`."""
+    scheme, rest = configured.split("://", 1)
+    return f"{SweptMemoryStorage.STORAGE_SCHEME[0]}://{rest}" if scheme == "memory" else configured
+
+
 def init_rate_limits(app: Flask, security: SecuritySettings, engine: Engine) -> Limiter:
     """Trust X-Forwarded-For only as far as configured, then put each limit on its routes (after the
     blueprints are registered)."""
@@ -95,8 +131,11 @@ def init_rate_limits(app: Flask, security: SecuritySettings, engine: Engine) -> 
     uri, options = security.rate_limit_storage, {}
     if uri == ratelimits.SETTING:
         uri, options = f"{ratelimits.SCHEME}://", {"engine": engine}
-    limiter = Limiter(client_address, app=app, storage_uri=uri, storage_options=options, headers_enabled=True,
-                      strategy="fixed-window", in_memory_fallback_enabled=not uri.startswith("memory://"))
+    limiter = Limiter(client_address, app=app, storage_uri=storage_uri(uri), storage_options=options,
+                      headers_enabled=True, strategy="fixed-window",
+                      in_memory_fallback_enabled=not uri.startswith("memory://"))
+    # Its before-request pass checks default and application-wide limits: the hub sets none.
+    app.before_request_funcs[None].remove(limiter._check_request_limit)
     by_path = (("/webhooks/", security.webhook_rate_limit), ("/sms/", security.webhook_rate_limit),
                ("/a/", security.onetap_rate_limit), ("/invite/", security.invite_rate_limit))
     done: set[str] = set()
