@@ -18,7 +18,7 @@ from hub.logs import configure_logging
 from hub.metrics import metrics_bp
 from hub.web.coordinators import coordinators_bp
 from hub.web import i18n
-from hub.web.common import InMemoryRequest
+from hub.web.common import CookieSessionInterface, InMemoryRequest
 from hub.web.sms import notify_bp
 from hub.web.views import web_bp
 from hub.web.security import init_rate_limits
@@ -44,6 +44,7 @@ def build_app(settings: Settings | None = None, **collaborators: Any) -> Flask:
         WTF_CSRF_TIME_LIMIT=int(settings.session_lifetime.total_seconds()),
     )
     app.request_class = InMemoryRequest  # uploads (victims' photos) never spool to a temporary file
+    app.session_interface = CookieSessionInterface()  # no signer built for a request without the cookie
     app.extensions["hub"] = HubContext.build(settings, **collaborators)
     app.after_request(faces.after_request)
     app.before_request(faces.limit_body)  # each route's body limit (hub.faces): small but for packets

@@ -241,6 +241,18 @@ def _checked_packets(session: Session, sender_id: str, sub: Submission, settings
 
 
 _REFERRAL_COLUMNS = tuple(c.key for c in Referral.__table__.c)
+_REFERRAL_MANAGER = sa.inspect(Referral).class_manager
+
+
+def _new_referral(**values) -> Referral:
+    """A new Referral with ``values`` in its dict, as the ORM's loading fills one: what the
+    constructor gives (it sets each through its attribute; the model has no validators or
+    attribute events), for the row :func:`_store` writes itself. Later sets are tracked as usual."""
+    referral = _REFERRAL_MANAGER.new_instance()
+    referral.__dict__.update(values)
+    return referral
+
+
 _REFERRAL, _EVENT, _PACKET = Referral.__table__, ReferralEvent.__table__, ReferralPacket.__table__
 
 
@@ -257,7 +269,7 @@ def _store(session: Session, principal: access.Principal, sub: Submission, recip
     sender_id = principal.agency_id
     referral_id = next(iter(checked.values()))[1].header.referral_id
     code = _random_code()
-    referral = Referral(
+    referral = _new_referral(
         id=referral_id, code=code, open_code=code, from_agency_id=sender_id, to_agency_id=recipient_id,
         created_by=principal.display, officer_user_id=principal.user_id, urgency=sub.urgency, child=sub.child,
         needs=list(sub.needs), province=sub.province, status="sent", status_reason=None, outcome=None,

@@ -7,6 +7,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Request, current_app, g, redirect, render_template, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 
@@ -25,6 +26,24 @@ class InMemoryRequest(Request):
 
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
         return io.BytesIO()
+
+
+class CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, its signer built only for a request that has the cookie or
+    leaves with a session. A request without the cookie (an API call with a bearer token, a
+    webhook) opens the same empty session the default does and, if it never touched it, has
+    nothing to save: the default's cookie settings and serializer are skipped, not changed.
+    Web pages and their CSRF tokens keep the default's session as it was."""
+
+    def open_session(self, app, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()  # what the default opens when the cookie is missing
+        return super().open_session(app, request)
+
+    def save_session(self, app, session, response):
+        if not session and not session.modified and not session.accessed:
+            return  # the default sets, deletes and varies nothing for such a session either
+        super().save_session(app, session, response)
 
 
 web_bp = Blueprint("web", __name__, static_folder="static", static_url_path="/static")
