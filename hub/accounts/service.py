@@ -727,19 +727,27 @@ def _add_recovery_codes(session: Session, user: User, now: dt.datetime) -> list[
     return codes
 
 
+def _totp_change(session: Session, cookie_value: str, code: str, *, now: dt.datetime, secret_key: totp.Keys,
+                 recovery: bool):
+    """The fully signed-in session and its user, for a change to their TOTP that a current code
+    (or, if ``recovery``, a recovery code) allows; refused otherwise, nothing changed."""
+    row, user, _secret = _session_row(session, cookie_value, now)
+    if row.stage != "done":
+        raise SecondStepPending(row.stage)
+    if not user.totp_secret:
+        raise Conflict("TOTP is not on for you", code="totp_state")
+    if _check_code(session, user, code, now=now, secret_key=secret_key, recovery=recovery) is None:
+        raise Invalid(WRONG_CODE, code="wrong_code")
+    return row, user
+
+
 def renew_recovery_codes(session: Session, cookie_value: str, code: str, *, clock: Clock,
                          secret_key: totp.Keys) -> list[str]:
     """Ten new recovery codes, with a current TOTP code (not a recovery code: whoever renews them
     holds the authenticator); every old code, used or not, stops working. Returns the new codes,
     to be shown once."""
     now = clock.now()
-    row, user, _secret = _session_row(session, cookie_value, now)
-    if row.stage != "done":
-        raise SecondStepPending(row.stage)
-    if not user.totp_secret:
-        raise Conflict("TOTP is not on for you", code="totp_state")
-    if _check_code(session, user, code, now=now, secret_key=secret_key, recovery=False) is None:
-        raise Invalid(WRONG_CODE, code="wrong_code")
+    _row, user = _totp_change(session, cookie_value, code, now=now, secret_key=secret_key, recovery=False)
     codes = _add_recovery_codes(session, user, now)
     audit(session, at=now, actor=f"user:{user.id}", action="totp.recovery_codes_renewed", detail={"user_id": user.id})
     session.flush()
@@ -754,13 +762,7 @@ def disable_totp(session: Session, cookie_value: str, code: str, *, clock: Clock
     but enrolment until a new secret is confirmed. Returns the session's stage now.
     """
     now = clock.now()
-    row, user, _secret = _session_row(session, cookie_value, now)
-    if row.stage != "done":
-        raise SecondStepPending(row.stage)
-    if not user.totp_secret:
-        raise Conflict("TOTP is not on for you", code="totp_state")
-    if _check_code(session, user, code, now=now, secret_key=secret_key) is None:
-        raise Invalid(WRONG_CODE, code="wrong_code")
+    row, user = _totp_change(session, cookie_value, code, now=now, secret_key=secret_key, recovery=True)
     user.totp_secret, user.totp_pending = None, None
     session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     if user.role in totp_roles:

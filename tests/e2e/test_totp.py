@@ -11,20 +11,25 @@ from tests.e2e.checks import check_page
 from tests.webhelpers import PASSWORD
 
 
-@pytest.mark.parametrize("lang", ["en", "km"])
-def test_totp_enrolment_then_sign_in(lang, phone, live, network, db, clock, shots, app):
-    username = f"pp-committee.totp{lang}"
+def _new_coordinator_signs_in(page, username, lang, network, db, clock):
+    """A coordinator invited and accepted just now signs in with the password on the phone's page."""
     with session_scope(db) as s:
         _user, token = accounts.add_user(s, agency_id="pp-committee", role="coordinator", lang=lang,
                                          name="Coordinator Fictional", username=username, clock=clock,
                                          keyring=network.rings["pp-committee"])
         accounts.accept_invitation(s, token, PASSWORD, clock)
-    page = phone(lang)
     page.goto("/login")
     page.fill("#username", username)
     page.fill("#password", PASSWORD)
     page.click("form[action^='/login'] button[type=submit]")
     page.wait_for_load_state()
+    return page
+
+
+@pytest.mark.parametrize("lang", ["en", "km"])
+def test_totp_enrolment_then_sign_in(lang, phone, live, network, db, clock, shots, app):
+    username = f"pp-committee.totp{lang}"
+    page = _new_coordinator_signs_in(phone(lang), username, lang, network, db, clock)
     assert "/settings/totp" in page.url, "a coordinator without TOTP is sent to enrol first"
     check_page(page)
     shots(page, f"{lang}-totp-enrol")
@@ -76,17 +81,7 @@ def test_totp_enrolment_then_sign_in(lang, phone, live, network, db, clock, shot
 @pytest.mark.parametrize("lang", ["en", "km"])
 def test_new_recovery_codes_from_the_settings_page(lang, phone, network, db, clock, shots):
     username = f"pp-committee.renew{lang}"
-    with session_scope(db) as s:
-        _user, token = accounts.add_user(s, agency_id="pp-committee", role="coordinator", lang=lang,
-                                         name="Coordinator Fictional", username=username, clock=clock,
-                                         keyring=network.rings["pp-committee"])
-        accounts.accept_invitation(s, token, PASSWORD, clock)
-    page = phone(lang)
-    page.goto("/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("form[action^='/login'] button[type=submit]")
-    page.wait_for_load_state()
+    page = _new_coordinator_signs_in(phone(lang), username, lang, network, db, clock)
     secret = page.locator("code.secret").inner_text().strip()
     page.fill("#code", totp.code_now(secret, clock.now()))
     page.click("form[action^='/settings/totp/confirm'] button[type=submit]")
