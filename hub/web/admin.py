@@ -14,10 +14,8 @@ from hub import access
 from hub.accounts import service as accounts
 from hub.faces import current, db
 from hub.vocabulary import CONTACT_ROLES
-from hub.errors import HubError
 from hub.web import forms, i18n
-from hub.web.common import member, page, web_bp
-from hub.web.messages import say
+from hub.web.common import member, page, submit, web_bp
 
 
 def _admin_forms(m, made: dict | None = None) -> dict:
@@ -54,23 +52,6 @@ def admin_only(view):
             return render_template("web/error.html", title=_("Admin"), message=_("Your role may not do this.")), 403
         return view(*args, **kwargs)
     return wrapper
-
-
-def submit(form, call, again):
-    """Validate `form`, make its one service call and commit.
-
-    Returns (result, None), or (None, response) where the response is `again(error)` after a rollback: the
-    page shown once more with the fields marked or the hub's refusal, and nothing changed.
-    """
-    if not form.validate_on_submit():
-        return None, again(_("Check the fields marked below."))
-    try:
-        result = call()
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return None, again(say(exc))
-    return result, None
 
 
 def _back_to_admin(refused, message):

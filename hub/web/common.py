@@ -191,3 +191,20 @@ def refused(exc: HubError, template: str, status: int | None = None, **context):
     """The form again, with what the hub refused in the member's language; nothing was changed."""
     db().rollback()
     return render_template(template, error=say(exc), **context), status or (exc.status if exc.status < 500 else 400)
+
+
+def submit(form, call, again):
+    """Validate `form`, make its one service call and commit.
+
+    Returns (result, None), or (None, response) where the response is `again(error)` after a rollback: the
+    page shown once more with the fields marked or the hub's refusal, and nothing changed.
+    """
+    if not form.validate_on_submit():
+        return None, again(_("Check the fields marked below."))
+    try:
+        result = call()
+        db().commit()
+    except HubError as exc:
+        db().rollback()
+        return None, again(say(exc))
+    return result, None

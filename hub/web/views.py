@@ -24,7 +24,7 @@ from hub.referrals import retention
 from hub.referrals import service as referrals
 from hub.vocabulary import OPEN_STATES
 from hub.web import admin, forms, i18n, officer, security  # noqa: F401  (admin and officer add their pages to web_bp)
-from hub.web.common import PAGE_SIZE, _set_cookie, agency_name, member, page, refused, safe_next, web_bp
+from hub.web.common import PAGE_SIZE, _set_cookie, agency_name, member, page, refused, safe_next, submit, web_bp
 from hub.web.messages import say
 
 __all__ = ["web_bp"]
@@ -229,16 +229,12 @@ def totp_confirm():
 def totp_disable():
     ctx = current()
     form = forms.CodeForm(prefix="disable")
-    if not form.validate_on_submit():
-        return _totp_page(error=_("Check the fields marked below."), status=400)
-    try:
-        accounts.disable_totp(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data, clock=ctx.clock,
-                              secret_key=ctx.settings.totp_keys,
-                              totp_roles=ctx.settings.security.require_totp_roles)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _totp_page(error=say(exc), status=400)
+    _stage, refused_page = submit(form, lambda: accounts.disable_totp(
+        db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data, clock=ctx.clock,
+        secret_key=ctx.settings.totp_keys, totp_roles=ctx.settings.security.require_totp_roles),
+        lambda error: _totp_page(error=error, status=400))
+    if refused_page:
+        return refused_page
     flash(_("TOTP is off. Set it up again below."), "ok")
     return redirect(url_for("web.totp_settings"))
 
@@ -249,15 +245,11 @@ def totp_renew_codes():
     """Ten new recovery codes (a current TOTP code needed); the old ones stop working."""
     ctx = current()
     form = forms.CodeForm(prefix="renew")
-    if not form.validate_on_submit():
-        return _totp_page(error=_("Check the fields marked below."), status=400)
-    try:
-        codes = accounts.renew_recovery_codes(db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data,
-                                              clock=ctx.clock, secret_key=ctx.settings.totp_keys)
-        db().commit()
-    except HubError as exc:
-        db().rollback()
-        return _totp_page(error=say(exc), status=400)
+    codes, refused_page = submit(form, lambda: accounts.renew_recovery_codes(
+        db(), request.cookies.get(SESSION_COOKIE) or "", form.code.data, clock=ctx.clock,
+        secret_key=ctx.settings.totp_keys), lambda error: _totp_page(error=error, status=400))
+    if refused_page:
+        return refused_page
     return render_template("web/totp_codes.html", codes=codes, renewed=True, next=url_for("web.totp_settings"))
 
 

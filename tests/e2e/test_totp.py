@@ -11,6 +11,15 @@ from tests.e2e.checks import check_page
 from tests.webhelpers import PASSWORD
 
 
+def _password_step(page, username):
+    """The first step of signing in, the password, on the phone's page."""
+    page.goto("/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("form[action^='/login'] button[type=submit]")
+    page.wait_for_load_state()
+
+
 def _new_coordinator_signs_in(page, username, lang, network, db, clock):
     """A coordinator invited and accepted just now signs in with the password on the phone's page."""
     with session_scope(db) as s:
@@ -18,11 +27,7 @@ def _new_coordinator_signs_in(page, username, lang, network, db, clock):
                                          name="Coordinator Fictional", username=username, clock=clock,
                                          keyring=network.rings["pp-committee"])
         accounts.accept_invitation(s, token, PASSWORD, clock)
-    page.goto("/login")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("form[action^='/login'] button[type=submit]")
-    page.wait_for_load_state()
+    _password_step(page, username)
     return page
 
 
@@ -53,11 +58,7 @@ def test_totp_enrolment_then_sign_in(lang, phone, live, network, db, clock, shot
     page.wait_for_load_state()
     clock.advance(seconds=30)  # the next code: each time step signs in once
     other = phone(lang)
-    other.goto("/login")
-    other.fill("#username", username)
-    other.fill("#password", PASSWORD)
-    other.click("form[action^='/login'] button[type=submit]")
-    other.wait_for_load_state()
+    _password_step(other, username)
     assert "/login/totp" in other.url
     check_page(other)
     shots(other, f"{lang}-totp-login")
@@ -67,11 +68,7 @@ def test_totp_enrolment_then_sign_in(lang, phone, live, network, db, clock, shot
     assert other.url.endswith("/board")
     # A recovery code signs in once, from a third phone.
     third = phone(lang)
-    third.goto("/login")
-    third.fill("#username", username)
-    third.fill("#password", PASSWORD)
-    third.click("form[action^='/login'] button[type=submit]")
-    third.wait_for_load_state()
+    _password_step(third, username)
     third.fill("#code", codes[0])
     third.click("form[action^='/login/totp'] button[type=submit]")
     third.wait_for_load_state()
@@ -103,11 +100,7 @@ def test_new_recovery_codes_from_the_settings_page(lang, phone, network, db, clo
     shots(page, f"{lang}-totp-new-codes")
 
     other = phone(lang)  # an old code no longer signs in; a new one does
-    other.goto("/login")
-    other.fill("#username", username)
-    other.fill("#password", PASSWORD)
-    other.click("form[action^='/login'] button[type=submit]")
-    other.wait_for_load_state()
+    _password_step(other, username)
     other.fill("#code", first[0])
     other.click("form[action^='/login/totp'] button[type=submit]")
     other.wait_for_load_state()
